@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test` (the tests).
+# Both create ./.venv with Python >= 3.10 and install edge-tl into it; nothing is installed globally.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint env-train env-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+env-train: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[train,cpu]"
+
+env-dev: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[train,cpu,dev]"
+
+demo: env-train
+	$(BIN)/edge-tl demo
+
+# pytest exits 5 when it collects no tests: say so instead of failing without a word.
+test: env-dev
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+lint: env-dev
+	$(BIN)/ruff check edge_tl tests && $(BIN)/ruff format --check edge_tl tests

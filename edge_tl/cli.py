@@ -1,0 +1,517 @@
+"""`edge-tl` command line. The only module that sees argparse objects or prints results.
+
+Errors meant for users (EdgeTLError) print one line and exit 1; `--debug` shows the traceback.
+Commands import their heavy modules when they run, so `edge-tl --help` and the runtime
+commands work on the lean install without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_tl import __version__
+from edge_tl.errors import EdgeTLError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("edge_tl.cli")
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(args.handler(args) or 0)
+    except EdgeTLError as exc:
+        if args.debug:
+            raise
+        print(f"edge-tl: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edge-tl: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-tl",
+        description="Image classifiers from a folder of labelled photos to a low-latency "
+        "service on a camera: train, export, predict, stream, benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-tl {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    parser.set_defaults(debug=False, quiet=False, json=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int | None], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    p = command(
+        "train",
+        _cmd_train,
+        "Train a classifier on an ImageFolder (frozen pretrained backbone + new head) and write a bundle.",
+    )
+    p.add_argument("data", type=Path, help="dataset folder: DATA/<class>/<image>")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument(
+        "--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)"
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="input side in pixels (default: the weights' own, 224)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="stratified validation share (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="split and training seed (default: %(default)s)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=60,
+        help="head epochs on cached features (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="feature extraction batch (default: %(default)s)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    _add_json(p)
+
+    p = command(
+        "export",
+        _cmd_export,
+        "Export the bundle's model to ONNX and check it against PyTorch on real validation images.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "--precision", default="fp32", help="comma-separated precisions (this version: fp32)"
+    )
+    p.add_argument("--opset", type=int, default=20, help="ONNX opset, >= 19 (default: %(default)s)")
+    p.add_argument(
+        "--check-images",
+        type=int,
+        default=512,
+        help="validation images for the parity check (default: %(default)s)",
+    )
+    _add_json(p)
+
+    p = command(
+        "predict", _cmd_predict, "Classify image files (or folders of images) with a bundle."
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    _add_backend_options(p)
+    p.add_argument(
+        "--top-k", type=int, default=3, help="classes to show per image (default: %(default)s)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    _add_json(p)
+
+    p = command(
+        "stream", _cmd_stream, "Classify every frame of a video file and write JSON Lines events."
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--source", type=Path, required=True, help="video file")
+    p.add_argument("--out", type=Path, default=None, help="events file (.jsonl); default: stdout")
+    p.add_argument(
+        "--stride", type=int, default=1, help="classify every Nth frame (default: %(default)s)"
+    )
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N classified frames")
+    _add_backend_options(p)
+    _add_json(p, "print the run summary as JSON (events still go to --out)")
+
+    p = command(
+        "bench",
+        _cmd_bench,
+        "Measure batch latency (p50/p99) of backends on this machine, in one run.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "--backends", default="onnxruntime,torch", help="comma-separated (default: %(default)s)"
+    )
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    p.add_argument(
+        "--warmup", type=int, default=10, help="untimed iterations (default: %(default)s)"
+    )
+    p.add_argument("--iters", type=int, default=100, help="timed iterations (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for every backend")
+    _add_json(p)
+
+    p = command(
+        "info", _cmd_info, "Show a bundle: labels, input spec, artifacts, metrics, provenance."
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of artifacts")
+    _add_json(p)
+
+    p = command(
+        "demo",
+        _cmd_demo,
+        "Run the whole flow on the vehicle sample shipped with edge-tl and print a summary.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("edge-tl-demo"),
+        help="report folder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--input-size", type=int, default=224, help="model input side (default: %(default)s)"
+    )
+    p.add_argument(
+        "--bench-iters",
+        type=int,
+        default=100,
+        help="timed iterations per backend (default: %(default)s)",
+    )
+    p.add_argument("--threads", type=int, default=None)
+    _add_json(p)
+    return parser
+
+
+def _add_json(parser: argparse.ArgumentParser, help: str = "print results as JSON") -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", default="auto", help="auto, onnxruntime or torch (default: %(default)s)"
+    )
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    from edge_tl.progress import set_enabled
+
+    quiet = args.quiet or args.json
+    set_enabled(not quiet)
+    level = logging.DEBUG if args.debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("edge_tl").setLevel(level)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _precision(text: str):  # type: ignore[no-untyped-def]
+    from edge_tl.bundle import Precision
+
+    try:
+        return Precision(text)
+    except ValueError:
+        raise EdgeTLError(
+            f"unknown precision '{text}'; choose from {', '.join(PRECISIONS)}"
+        ) from None
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from edge_tl.train.head import HeadConfig
+    from edge_tl.train.pipeline import TrainConfig, train_bundle
+
+    config = TrainConfig(
+        data_dir=args.data,
+        output=args.output,
+        backbone=args.backbone,
+        input_size=args.input_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        head=HeadConfig(epochs=args.epochs, seed=args.seed),
+        overwrite=args.overwrite,
+    )
+    bundle = train_bundle(config)
+    metrics = bundle.manifest.metrics["torch"]
+    if args.json:
+        _print_json({"bundle": str(bundle.path), "labels": bundle.labels, "val": metrics})
+    else:
+        print(
+            f"bundle {bundle.path}: {len(bundle.labels)} classes, val top-1 {_pct(metrics['top1'])} "
+            f"on {metrics['num_images']} images"
+        )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edge_tl.export.onnx import export_fp32
+
+    precisions = [_precision(p.strip()) for p in args.precision.split(",") if p.strip()]
+    unsupported = [p.value for p in precisions if p.value != "fp32"]
+    if unsupported:
+        raise EdgeTLError(f"--precision {','.join(unsupported)}: this version exports fp32 only")
+    report = export_fp32(args.bundle, opset=args.opset, check_images=args.check_images)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        _table(
+            f"exported {args.bundle}",
+            [
+                "precision",
+                "file",
+                "MB",
+                "top-1 (val)",
+                "agreement vs torch",
+                "max |Δlogit|",
+                "checked on",
+            ],
+            [
+                [
+                    report.precision,
+                    report.file,
+                    f"{report.bytes / 1e6:.1f}",
+                    _pct(report.top1),
+                    _pct(report.top1_agreement),
+                    f"{report.max_abs_logit_diff:.2g}",
+                    f"{report.check_images} ({report.check_inputs})",
+                ]
+            ],
+        )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+    from edge_tl.data.folder import IMAGE_SUFFIXES
+    from edge_tl.runtime import Classifier, create_backend, load_image
+
+    bundle = Bundle.load(args.bundle)
+    files: list[Path] = []
+    for item in args.images:
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise EdgeTLError(f"{item}: no such file or folder")
+    if not files:
+        raise EdgeTLError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {', '.join(map(str, args.images))}"
+        )
+    results = []
+    with create_backend(bundle, args.backend, _precision(args.precision), args.threads) as backend:
+        classifier = Classifier(backend, bundle.labels, top_k=args.top_k)
+        for start in range(0, len(files), args.batch_size):
+            chunk = files[start : start + args.batch_size]
+            for path, prediction in zip(chunk, classifier.classify([load_image(p) for p in chunk]), strict=False):
+                results.append(
+                    {
+                        "file": str(path),
+                        "label": prediction.label,
+                        "score": prediction.score,
+                        "top": prediction.top,
+                    }
+                )
+        description = backend.describe()
+    if args.json:
+        _print_json({"backend": description, "predictions": results})
+    else:
+        _table(
+            f"{len(results)} image(s) · {description}",
+            ["file", "label", "score", "top"],
+            [
+                [
+                    r["file"],
+                    r["label"],
+                    f"{r['score']:.3f}",
+                    ", ".join(f"{label} {score:.2f}" for label, score in r["top"]),
+                ]
+                for r in results
+            ],
+        )
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+    from edge_tl.runtime import Classifier, create_backend
+    from edge_tl.runtime.sources import VideoFileSource
+    from edge_tl.runtime.stream import StreamSummary, classify_frames, write_jsonl
+
+    bundle = Bundle.load(args.bundle)
+    source = VideoFileSource(args.source, stride=args.stride, max_frames=args.max_frames)
+    summary = StreamSummary()
+    total = -(-source.frame_count // args.stride) if source.frame_count else None
+    if args.max_frames and total:
+        total = min(total, args.max_frames)
+    with create_backend(bundle, args.backend, _precision(args.precision), args.threads) as backend:
+        events = classify_frames(Classifier(backend, bundle.labels), source, summary, total)
+        if args.out is None:
+            write_jsonl(events, sys.stdout)
+        else:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.out.with_name(f".{args.out.name}.partial")
+            with open(tmp, "w", encoding="utf-8") as sink:
+                write_jsonl(events, sink)
+            tmp.replace(args.out)
+        description = backend.describe()
+    result = {"source": str(args.source), "backend": description, **summary.as_dict()}
+    if args.json:
+        _print_json(result)
+    elif args.out is not None:
+        print(
+            f"{summary.frames} frames at {summary.fps:.1f} fps ({description}) → {args.out}; "
+            f"classes: {summary.label_counts}"
+        )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_tl.bench.latency import bench_backends
+    from edge_tl.bundle import Bundle
+
+    bundle = Bundle.load(args.bundle)
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    results = bench_backends(
+        bundle, names, _precision(args.precision), args.batch, args.warmup, args.iters, args.threads
+    )
+    slowest = max(r.latency.p50_ms for r in results)
+    payload = {
+        "bundle": str(bundle.path),
+        "batch": args.batch,
+        "threads": args.threads,
+        "results": [
+            r.as_dict() | {"speedup_vs_slowest_p50": slowest / r.latency.p50_ms} for r in results
+        ],
+    }
+    if args.json:
+        _print_json(payload)
+    else:
+        _table(
+            f"batch {args.batch} latency · {args.iters} iterations after {args.warmup} warm-up",
+            ["backend", "p50 ms", "p99 ms", "mean ms", "IQR ms", "img/s", "speed-up", "load s"],
+            [
+                [
+                    r.description,
+                    f"{r.latency.p50_ms:.2f}",
+                    f"{r.latency.p99_ms:.2f}",
+                    f"{r.latency.mean_ms:.2f}",
+                    f"{r.latency.iqr_ms:.2f}" + (" (noisy)" if r.latency.noisy else ""),
+                    f"{r.throughput:.1f}",
+                    f"{slowest / r.latency.p50_ms:.2f}x",
+                    f"{r.load_seconds:.2f}",
+                ]
+                for r in results
+            ],
+        )
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+
+    bundle = Bundle.load(args.bundle, verify=not args.no_verify)
+    manifest = bundle.manifest
+    if args.json:
+        _print_json(manifest.model_dump(mode="json"))
+        return 0
+    spec = manifest.input
+    print(
+        f"bundle {bundle.path} (schema {manifest.schema_version}, edge-tl {manifest.provenance.edge_tl})"
+    )
+    print(
+        f"model   {manifest.model.backbone} ({manifest.model.architecture}), {manifest.model.num_classes} classes: "
+        f"{', '.join(manifest.labels)}"
+    )
+    print(
+        f"input   {spec.layout} {spec.height}x{spec.width} {spec.color_order.value}, mean {spec.mean}, std {spec.std}, "
+        f"{spec.resize.value} (crop {spec.crop_pct}), {spec.interpolation.value}"
+    )
+    _table(
+        "artifacts",
+        ["file", "kind", "precision", "MB", "sha256"],
+        [
+            [
+                a.file,
+                a.kind.value,
+                a.precision.value if a.precision else "-",
+                f"{a.bytes / 1e6:.1f}",
+                a.sha256[:12],
+            ]
+            for a in manifest.artifacts.values()
+        ],
+    )
+    if manifest.metrics:
+        _table(
+            "metrics",
+            ["name", "split", "images", "top-1", "measured on"],
+            [
+                [
+                    name,
+                    m.get("split", "-"),
+                    m.get("num_images", "-"),
+                    _pct(m.get("top1")),
+                    m.get("path", "-"),
+                ]
+                for name, m in manifest.metrics.items()
+            ],
+        )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edge_tl.demo import DemoConfig, run_demo, summary_rows
+
+    result = run_demo(
+        DemoConfig(
+            out=args.out,
+            input_size=args.input_size,
+            bench_iterations=args.bench_iters,
+            threads=args.threads,
+        )
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        _table("edge-tl demo summary", ["what", "result"], summary_rows(result))
+        print(f"report: {Path(result['bundle']).parent / 'report'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

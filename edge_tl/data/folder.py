@@ -1,0 +1,113 @@
+"""ImageFolder layout (root/<class>/<image>) discovery, stratified splits and fingerprints.
+
+No image decoding here: this module only lists files. Must not import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_tl.errors import DataError
+
+__all__ = ["IMAGE_SUFFIXES", "Sample", "ImageFolder", "scan_image_folder", "stratified_split"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Sample:
+    relpath: str  # relative to the dataset root, '/'-separated
+    label: int
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+
+    def path(self, sample: Sample) -> Path:
+        return self.root / sample.relpath
+
+    def class_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for sample in self.samples:
+            counts[self.classes[sample.label]] += 1
+        return counts
+
+    def fingerprint(self) -> str:
+        """sha256 over every (relative path, content hash): changes when any image changes."""
+        digest = hashlib.sha256()
+        for sample in self.samples:
+            content = hashlib.sha256(self.path(sample).read_bytes()).hexdigest()
+            digest.update(f"{sample.relpath}\0{content}\n".encode())
+        return digest.hexdigest()
+
+    def subset(self, relpaths: list[str]) -> list[Sample]:
+        by_path = {s.relpath: s for s in self.samples}
+        missing = [p for p in relpaths if p not in by_path]
+        if missing:
+            raise DataError(
+                f"{self.root}: {len(missing)} image(s) recorded in the bundle's split are gone, "
+                f"e.g. '{missing[0]}'; the dataset changed since training"
+            )
+        return [by_path[p] for p in relpaths]
+
+
+def scan_image_folder(root: str | os.PathLike[str], min_classes: int = 2) -> ImageFolder:
+    """List root/<class>/<image> files; classes sorted by name, images sorted by path."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder of class folders, got a file")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes, samples, empty = [], [], []
+    for class_dir in class_dirs:
+        files = sorted(
+            p
+            for p in class_dir.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not files:
+            empty.append(class_dir.name)
+            continue
+        label = len(classes)
+        classes.append(class_dir.name)
+        samples.extend(Sample(p.relative_to(root).as_posix(), label) for p in files)
+    if len(classes) < min_classes:
+        found = f"found {len(classes)} ({', '.join(classes) or 'none'})"
+        hint = f"; empty: {', '.join(empty)}" if empty else ""
+        raise DataError(
+            f"{root}: need at least {min_classes} class folders with images "
+            f"(root/<class>/<image>), {found}{hint}"
+        )
+    return ImageFolder(root=root, classes=classes, samples=samples)
+
+
+def stratified_split(
+    samples: list[Sample], val_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Seeded per-class split; every class keeps ≥ 1 training image and, if asked, ≥ 1 val image."""
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"val fraction must be in [0, 1), got {val_fraction}")
+    by_label: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_label.setdefault(sample.label, []).append(sample)
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda s: s.relpath)
+        rng.shuffle(group)
+        n_val = round(len(group) * val_fraction)
+        if val_fraction > 0 and len(group) >= 2:
+            n_val = min(max(n_val, 1), len(group) - 1)
+        else:
+            n_val = 0
+        val.extend(group[:n_val])
+        train.extend(group[n_val:])
+    return train, val

@@ -1,0 +1,201 @@
+"""`edge-tl demo`: the whole flow on the vehicle sample shipped in the package.
+
+train → export (fp32 + parity) → evaluate → benchmark (ONNX Runtime vs PyTorch eager) →
+compose a clip from held-out images → stream it → summary table + report folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_tl.bench.latency import bench_backends
+from edge_tl.bundle import Bundle
+from edge_tl.data.folder import scan_image_folder
+from edge_tl.data.sample import sample_dataset_dir, sample_holdout_dir
+from edge_tl.errors import SourceError
+from edge_tl.export.onnx import export_fp32
+from edge_tl.runtime.backends import create_backend
+from edge_tl.runtime.classify import Classifier
+from edge_tl.runtime.preprocess import load_image
+from edge_tl.runtime.sources import VideoFileSource
+from edge_tl.runtime.stream import StreamSummary, classify_frames, write_jsonl
+from edge_tl.train.pipeline import TrainConfig, train_bundle
+
+__all__ = ["DemoConfig", "run_demo", "compose_clip"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: Path = Path("edge-tl-demo")
+    input_size: int = 224
+    bench_iterations: int = 100
+    frames_per_image: int = 6
+    clip_size: int = 320
+    fps: float = 12.0
+    threads: int | None = None
+
+
+def compose_clip(
+    image_paths: list[Path], labels: list[str], out: Path, config: DemoConfig
+) -> list[str]:
+    """Write an mp4 that shows each image for `frames_per_image` frames; returns per-frame truth."""
+    writer = cv2.VideoWriter(
+        str(out), cv2.VideoWriter_fourcc(*"mp4v"), config.fps, (config.clip_size, config.clip_size)
+    )
+    if not writer.isOpened():
+        raise SourceError(f"{out}: OpenCV cannot write an mp4v video here")
+    truth = []
+    try:
+        for path, label in zip(image_paths, labels, strict=False):
+            frame = cv2.resize(
+                load_image(path),
+                (config.clip_size, config.clip_size),
+                interpolation=cv2.INTER_CUBIC,
+            )
+            for _ in range(config.frames_per_image):
+                writer.write(frame)
+                truth.append(label)
+    finally:
+        writer.release()
+    return truth
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = config.out.absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    bundle_dir = out / "bundle"
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    bundle = train_bundle(
+        TrainConfig(
+            data_dir=sample_dataset_dir(),
+            output=bundle_dir,
+            input_size=config.input_size,
+            threads=config.threads,
+            overwrite=True,
+        )
+    )
+    timings["train_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    export = export_fp32(bundle_dir)
+    timings["export_s"] = time.perf_counter() - t0
+    bundle = Bundle.load(bundle_dir)
+
+    t0 = time.perf_counter()
+    bench = bench_backends(
+        bundle,
+        ["onnxruntime", "torch"],
+        warmup=10,
+        iterations=config.bench_iterations,
+        threads=config.threads,
+    )
+    timings["bench_s"] = time.perf_counter() - t0
+    by_backend = {r.backend: r for r in bench}
+    ratio = by_backend["torch"].latency.p50_ms / by_backend["onnxruntime"].latency.p50_ms
+
+    holdout = scan_image_folder(sample_holdout_dir())
+    paths = [holdout.path(s) for s in holdout.samples]
+    truth_labels = [holdout.classes[s.label] for s in holdout.samples]
+    clip = out / "clip.mp4"
+    truth = compose_clip(paths, truth_labels, clip, config)
+    t0 = time.perf_counter()
+    summary = StreamSummary()
+    events_path = out / "stream.jsonl"
+    with create_backend(bundle, "onnxruntime", threads=config.threads) as backend:
+        classifier = Classifier(backend, bundle.labels)
+        source = VideoFileSource(clip)
+        with open(events_path, "w", encoding="utf-8") as sink:
+            events = list(classify_frames(classifier, source, summary, total=len(truth)))
+            write_jsonl(events, sink)
+    timings["stream_s"] = time.perf_counter() - t0
+    predicted = [e["label"] for e in events]
+    frame_accuracy = float(np.mean([p == t for p, t in zip(predicted, truth, strict=False)])) if events else 0.0
+
+    manifest = bundle.manifest
+    result: dict[str, Any] = {
+        "bundle": str(bundle_dir),
+        "dataset": {
+            "train_pool": str(sample_dataset_dir()),
+            "images": manifest.provenance.dataset.num_images
+            if manifest.provenance.dataset
+            else None,
+            "val_images": manifest.metrics["torch"]["num_images"],
+            "classes": bundle.labels,
+        },
+        "val_top1_torch": manifest.metrics["torch"]["top1"],
+        "val_top1_onnxruntime_fp32": manifest.metrics.get("fp32", {}).get("top1"),
+        "export": export.as_dict(),
+        "bench": [r.as_dict() for r in bench],
+        "speedup_onnxruntime_vs_torch_p50": ratio,
+        "stream": {
+            "clip": str(clip),
+            "events": str(events_path),
+            "holdout_images": len(paths),
+            "frame_accuracy": frame_accuracy,
+            **summary.as_dict(),
+        },
+        "seconds": {k: round(v, 2) for k, v in timings.items()}
+        | {"total_s": round(time.perf_counter() - started, 2)},
+    }
+    report_dir = out / "report"
+    report_dir.mkdir(exist_ok=True)
+    (report_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    (report_dir / "summary.md").write_text(summary_markdown(result))
+    return result
+
+
+def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, value) rows shared by the terminal table and the Markdown report."""
+    bench = {b["backend"]: b for b in result["bench"]}
+    ort, torch = bench["onnxruntime"]["latency"], bench["torch"]["latency"]
+    export = result["export"]
+    stream = result["stream"]
+    seconds = result["seconds"]
+    return [
+        (
+            "dataset",
+            f"{result['dataset']['images']} images, {len(result['dataset']['classes'])} classes "
+            f"({result['dataset']['val_images']} for validation)",
+        ),
+        ("train (frozen Lite0 + head)", f"{seconds['train_s']:.1f} s"),
+        ("val top-1, PyTorch", f"{result['val_top1_torch']:.1%}"),
+        ("val top-1, ONNX Runtime fp32", f"{result['val_top1_onnxruntime_fp32']:.1%}"),
+        (
+            "export parity vs PyTorch",
+            f"max |Δlogit| {export['max_abs_logit_diff']:.2g}, "
+            f"top-1 agreement {export['top1_agreement']:.1%} on {export['check_images']} images",
+        ),
+        ("batch-1 p50 / p99, ONNX Runtime", f"{ort['p50_ms']:.2f} / {ort['p99_ms']:.2f} ms"),
+        ("batch-1 p50 / p99, PyTorch eager", f"{torch['p50_ms']:.2f} / {torch['p99_ms']:.2f} ms"),
+        ("ONNX Runtime speed-up (p50)", f"{result['speedup_onnxruntime_vs_torch_p50']:.2f}x"),
+        (
+            "stream (held-out clip)",
+            f"{stream['frames']} frames at {stream['fps']:.1f} fps, "
+            f"frame accuracy {stream['frame_accuracy']:.1%}",
+        ),
+        ("wall time", f"{seconds['total_s']:.1f} s"),
+    ]
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    lines = ["# edge-tl demo summary", "", "| what | result |", "|---|---|"]
+    lines += [f"| {what} | {value} |" for what, value in summary_rows(result)]
+    lines += [
+        "",
+        f"Bundle: `{result['bundle']}`; stream events: `{result['stream']['events']}`.",
+        "",
+    ]
+    return "\n".join(lines)

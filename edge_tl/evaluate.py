@@ -1,0 +1,92 @@
+"""Run one or more backends over labelled images and score them. torch-free.
+
+Images are decoded and preprocessed once per batch and fed to every backend, so backends are
+compared on identical inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_tl.bundle import Bundle
+from edge_tl.data.folder import ImageFolder, Sample, scan_image_folder
+from edge_tl.errors import DataError
+from edge_tl.progress import track
+from edge_tl.runtime.backends.base import Backend
+from edge_tl.runtime.preprocess import load_image, preprocess
+
+__all__ = [
+    "LabelledImages",
+    "collect_logits",
+    "top1",
+    "agreement",
+    "max_abs_diff",
+    "validation_images",
+]
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    paths: list[Path]
+    labels: np.ndarray  # indices into the bundle's labels
+
+
+def collect_logits(
+    backends: Sequence[Backend],
+    paths: Sequence[Path],
+    batch_size: int = 32,
+    description: str = "evaluate",
+) -> list[np.ndarray]:
+    """Logits (N, C) of each backend on the same preprocessed images."""
+    if not backends:
+        raise ValueError("collect_logits needs at least one backend")
+    spec = backends[0].input_spec
+    outputs: list[list[np.ndarray]] = [[] for _ in backends]
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    for batch_paths in track(batches, description):
+        batch = preprocess([load_image(p) for p in batch_paths], spec)
+        for out, backend in zip(outputs, backends, strict=False):
+            out.append(backend.infer(batch))
+    return [np.concatenate(out) if out else np.zeros((0, 0), np.float32) for out in outputs]
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of rows whose argmax agrees."""
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean()) if len(a) else float("nan")
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
+def validation_images(bundle: Bundle, limit: int | None = None) -> LabelledImages | None:
+    """The bundle's recorded validation split, if its dataset is still where training saw it."""
+    dataset = bundle.manifest.provenance.dataset
+    if dataset is None or dataset.split is None or not dataset.split.val_files:
+        return None
+    root = Path(dataset.root)
+    if not root.is_dir():
+        return None
+    folder = scan_image_folder(root)
+    return labelled_subset(bundle, folder, folder.subset(dataset.split.val_files[:limit]))
+
+
+def labelled_subset(bundle: Bundle, folder: ImageFolder, samples: list[Sample]) -> LabelledImages:
+    """Map a folder's class indices onto the bundle's label order (they must name the same classes)."""
+    index = {name: i for i, name in enumerate(bundle.labels)}
+    unknown = sorted(set(folder.classes) - set(index))
+    if unknown:
+        raise DataError(
+            f"{folder.root}: class folder(s) {', '.join(unknown)} are not labels of the bundle "
+            f"({', '.join(bundle.labels)})"
+        )
+    labels = np.asarray([index[folder.classes[s.label]] for s in samples], dtype=np.int64)
+    return LabelledImages(paths=[folder.path(s) for s in samples], labels=labels)

@@ -1,0 +1,44 @@
+"""model.pt: the fine-tuned weights plus what is needed to rebuild the model (for re-export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_tl._deps import require
+from edge_tl.errors import BundleError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["save_model", "load_model", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "edge-tl/model-v1"
+
+
+def save_model(model: torch.nn.Module, path: Path, backbone: str, num_classes: int) -> None:
+    torch = require("torch", "train")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "backbone": backbone,
+        "num_classes": num_classes,
+        "state_dict": state,
+    }
+    torch.save(payload, path)
+
+
+def load_model(path: Path) -> torch.nn.Module:
+    """Rebuild the model saved by `save_model` (no pretrained download: weights come from the file)."""
+    torch = require("torch", "train")
+    from edge_tl.models.registry import create_backbone
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of a damaged file
+        raise BundleError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise BundleError(f"{path}: not an edge-tl model checkpoint (field 'format' missing)")
+    model = create_backbone(payload["backbone"], payload["num_classes"], pretrained=False)
+    model.load_state_dict(payload["state_dict"], strict=True)
+    return model

@@ -1,0 +1,102 @@
+"""The one Backend interface every inference engine implements.
+
+The base class owns the lifecycle (open → infer → close, also as a context manager); a
+backend fills in `_open`, `_infer` and `_close`. Inference before `open()` is a clear error,
+and a second `close()` does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from edge_tl.bundle import Bundle, InputSpec, Precision
+from edge_tl.errors import BackendError
+
+__all__ = ["Backend"]
+
+log = logging.getLogger(__name__)
+
+
+class Backend(ABC):
+    """Runs a bundle's model at one precision on NCHW float32 batches, returns logits."""
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, str]]  # (module to import, pip extra that provides it)
+
+    def __init__(
+        self, bundle: Bundle, precision: Precision = Precision.FP32, threads: int | None = None
+    ) -> None:
+        self.bundle = bundle
+        self.precision = precision
+        self.threads = threads
+        self._opened = False
+        self._closed = False
+
+    @classmethod
+    def cannot_serve(cls, bundle: Bundle, precision: Precision) -> str | None:
+        """Why this backend cannot run `bundle` at `precision`, or None when it can."""
+        return None
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.bundle.input_spec
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened and not self._closed
+
+    def describe(self) -> str:
+        """One line saying what actually runs (provider, device, precision)."""
+        return f"{self.name} {self.precision.value}"
+
+    def open(self) -> Backend:
+        if self._opened:
+            log.warning("%s: open() called twice; ignoring", self.describe())
+            return self
+        self._open()
+        self._opened = True
+        log.debug("opened %s for %s", self.describe(), self.bundle.path)
+        return self
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self.is_open:
+            state = "closed" if self._closed else "not opened"
+            raise BackendError(f"{self.name}: backend is {state}; call open() (or use `with`)")
+        spec = self.input_spec
+        expected = (3, spec.height, spec.width)
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+            raise BackendError(
+                f"{self.name}: input batch has shape {batch.shape}, expected (N, {expected[0]}, "
+                f"{expected[1]}, {expected[2]})"
+            )
+        return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def warmup(self, iterations: int = 3, batch_size: int = 1) -> None:
+        spec = self.input_spec
+        dummy = np.zeros((batch_size, 3, spec.height, spec.width), dtype=np.float32)
+        for _ in range(iterations):
+            self.infer(dummy)
+
+    def close(self) -> None:
+        if self._opened and not self._closed:
+            self._close()
+        self._closed = True
+
+    def __enter__(self) -> Backend:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def _open(self) -> None: ...
+
+    @abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def _close(self) -> None:  # noqa: B027  (optional hook)
+        pass

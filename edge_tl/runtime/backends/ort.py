@@ -1,0 +1,79 @@
+"""ONNX Runtime backend: the bundle's precision-explicit ONNX graph on the best provider installed.
+
+CPU wheel (`edge-tl[cpu]`) → CPUExecutionProvider; GPU wheel (`edge-tl[gpu]`) → CUDA first.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from edge_tl._deps import require
+from edge_tl.bundle import ArtifactKind, Bundle, Precision
+from edge_tl.errors import BackendError
+from edge_tl.runtime.backends.base import Backend
+
+__all__ = ["OnnxRuntimeBackend", "ort_session"]
+
+log = logging.getLogger(__name__)
+
+_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def ort_session(
+    model_path: str,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    config: dict[str, str] | None = None,
+) -> Any:
+    """An onnxruntime.InferenceSession with explicit threads/providers; errors become BackendError."""
+    ort = require("onnxruntime", "cpu")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    installed = ort.get_available_providers()
+    chosen = providers or [p for p in _PREFERRED_PROVIDERS if p in installed]
+    try:
+        return ort.InferenceSession(model_path, sess_options=options, providers=chosen)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendError(f"{model_path}: ONNX Runtime cannot load it: {first_line}") from exc
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    requires = ("onnxruntime", "cpu")
+
+    @classmethod
+    def cannot_serve(cls, bundle: Bundle, precision: Precision) -> str | None:
+        if bundle.find(ArtifactKind.ONNX, precision) is None:
+            return (
+                f"the bundle has no {precision.value} ONNX graph "
+                f"(run: edge-tl export {bundle.path} --precision {precision.value})"
+            )
+        return None
+
+    def describe(self) -> str:
+        providers = self._session.get_providers()[0] if self.is_open else "not opened"
+        return f"onnxruntime {providers} {self.precision.value}"
+
+    def _open(self) -> None:
+        path = self.bundle.artifact_path(ArtifactKind.ONNX, self.precision)
+        self._session = ort_session(str(path), threads=self.threads)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1:
+            raise BackendError(f"{path}: expected one input, the graph has {len(inputs)}")
+        self._input_name = inputs[0].name
+        self._output_name = outputs[0].name
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output_name], {self._input_name: batch})[0]
+
+    def _close(self) -> None:
+        self._session = None

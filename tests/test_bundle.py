@@ -1,0 +1,147 @@
+"""Bundle round trip and the clear errors for every kind of damage."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_tl.bundle import (
+    ArtifactKind,
+    Bundle,
+    InputSpec,
+    Manifest,
+    ModelInfo,
+    Precision,
+    SCHEMA_VERSION,
+    new_provenance,
+    stage_bundle,
+)
+from edge_tl.errors import BundleError
+
+
+def _manifest() -> Manifest:
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        name="toy",
+        labels=["bike", "car", "truck"],
+        input=InputSpec(height=32, width=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        model=ModelInfo(backbone="toy", architecture="toy", num_classes=3, weights="none"),
+        provenance=new_provenance(),
+    )
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    with stage_bundle(target) as stage:
+        stage.manifest = _manifest()
+        stage.new_file("fp32.onnx").write_bytes(b"graph bytes" * 100)
+        stage.add_artifact("fp32.onnx", ArtifactKind.ONNX, Precision.FP32, {"opset": 20})
+    return target
+
+
+def test_round_trip_keeps_everything(bundle_dir: Path) -> None:
+    bundle = Bundle.load(bundle_dir)
+    assert bundle.labels == ["bike", "car", "truck"]
+    assert bundle.input_spec.height == 32
+    artifact = bundle.find(ArtifactKind.ONNX, Precision.FP32)
+    assert artifact is not None and artifact.details == {"opset": 20}
+    assert bundle.artifact_path(ArtifactKind.ONNX, Precision.FP32) == bundle_dir / "fp32.onnx"
+    assert bundle.manifest.provenance.versions.get("numpy")
+    again = json.loads((bundle_dir / "manifest.json").read_text())
+    assert Manifest.model_validate(again) == bundle.manifest
+
+
+def test_missing_precision_names_what_exists(bundle_dir: Path) -> None:
+    with pytest.raises(BundleError, match=r"no onnx int8 artifact.*it has fp32\.onnx"):
+        Bundle.load(bundle_dir).artifact_path(ArtifactKind.ONNX, Precision.INT8)
+
+
+def test_corrupted_json_names_file_and_position(bundle_dir: Path) -> None:
+    manifest = bundle_dir / "manifest.json"
+    manifest.write_text(manifest.read_text()[:-20])
+    with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON \(line \d+, column \d+"):
+        Bundle.load(bundle_dir)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda m: m["input"].update(std=[0.5, 0, 0.5]), "input.std"),
+        (lambda m: m["input"].pop("height"), "input.height"),
+        (lambda m: m.update(labels=["a", "a", "b"]), "labels"),
+        (lambda m: m["model"].update(num_classes=7), "(top level)"),
+        (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
+        (lambda m: m["input"].update(colour="RGB"), "input.colour"),
+    ],
+)
+def test_invalid_field_is_named(bundle_dir: Path, edit, field: str) -> None:  # type: ignore[no-untyped-def]
+    path = bundle_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=re.escape(f"manifest.json: field '{field}'")) as info:
+        Bundle.load(bundle_dir)
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_hash_is_refused(bundle_dir: Path) -> None:
+    data = (bundle_dir / "fp32.onnx").read_bytes()
+    (bundle_dir / "fp32.onnx").write_bytes(data[:-1] + b"X")  # same size, other content
+    with pytest.raises(BundleError, match=r"fp32\.onnx: sha256 differs .*artifacts\.fp32\.onnx\.sha256"):
+        Bundle.load(bundle_dir)
+    Bundle.load(bundle_dir, verify=False)  # opt-out still checks presence and size only
+
+
+def test_truncated_and_missing_files_are_refused(bundle_dir: Path) -> None:
+    (bundle_dir / "fp32.onnx").write_bytes(b"short")
+    with pytest.raises(BundleError, match=r"fp32\.onnx: size 5 differs"):
+        Bundle.load(bundle_dir)
+    (bundle_dir / "fp32.onnx").unlink()
+    with pytest.raises(BundleError, match=r"fp32\.onnx: listed in manifest\.json .* missing"):
+        Bundle.load(bundle_dir)
+
+
+def test_not_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no such bundle folder"):
+        Bundle.load(tmp_path / "nope")
+    with pytest.raises(BundleError, match=r"manifest\.json: not found"):
+        Bundle.load(tmp_path)
+
+
+def test_failed_update_leaves_bundle_untouched(bundle_dir: Path) -> None:
+    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
+    base = Bundle.load(bundle_dir)
+    with pytest.raises(RuntimeError), stage_bundle(bundle_dir, base=base) as stage:
+        stage.new_file("fp32.onnx").write_bytes(b"new graph")  # must not reach the original
+        stage.add_artifact("fp32.onnx", ArtifactKind.ONNX, Precision.FP32)
+        raise RuntimeError("killed half-way")
+    assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
+    assert not [p for p in bundle_dir.parent.iterdir() if p.name.startswith(".edge-tl-staging-")]
+
+
+def test_update_replaces_atomically_and_keeps_other_artifacts(bundle_dir: Path) -> None:
+    base = Bundle.load(bundle_dir)
+    with stage_bundle(bundle_dir, base=base) as stage:
+        stage.new_file("model.pt").write_bytes(b"weights")
+        stage.add_artifact("model.pt", ArtifactKind.TORCH, Precision.FP32)
+    bundle = Bundle.load(bundle_dir)
+    assert set(bundle.manifest.artifacts) == {"fp32.onnx", "model.pt"}
+
+
+def test_existing_target_needs_overwrite(bundle_dir: Path) -> None:
+    with pytest.raises(BundleError, match="already exists; pass --overwrite"):
+        with stage_bundle(bundle_dir):
+            pass
+
+
+def test_abandoned_staging_of_dead_process_is_removed(bundle_dir: Path) -> None:
+    stale = bundle_dir.parent / ".edge-tl-staging-999999999-abc"
+    shutil.copytree(bundle_dir, stale)
+    with stage_bundle(bundle_dir, base=Bundle.load(bundle_dir)):
+        pass
+    assert not stale.exists()

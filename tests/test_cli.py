@@ -1,0 +1,147 @@
+"""CLI: help on every command, one-line errors with non-zero exit, the end-to-end flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_tl.bundle import Bundle
+from edge_tl.cli import build_parser, main
+from tests.conftest import run_cli
+
+COMMANDS = ["train", "export", "predict", "stream", "bench", "info", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_on_every_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: edge-tl {command}" in out
+
+
+def test_every_command_is_listed_in_top_level_help() -> None:
+    text = build_parser().format_help()
+    for command in COMMANDS:
+        assert command in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["info", "does/not/exist"],
+        ["predict", "does/not/exist", "x.jpg"],
+        ["bench", "does/not/exist"],
+        ["stream", "does/not/exist", "--source", "none.mp4"],
+        ["export", "does/not/exist"],
+        ["train", "does/not/exist", "-o", "out"],
+    ],
+)
+def test_bad_paths_give_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edge-tl: error: ") and "does/not/exist" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_single_class_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "only").mkdir()
+    cv2.imwrite(str(tmp_path / "only" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["train", str(tmp_path), "-o", str(tmp_path / "b")]) == 1
+    assert "need at least 2 class folders" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_stream_bench_info_on_real_bundle(
+    exported_bundle: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    # predict: the tiny model must get its own validation images mostly right
+    bundle = Bundle.load(exported_bundle)
+    val = bundle.manifest.provenance.dataset.split.val_files  # type: ignore[union-attr]
+    result = run_cli("predict", str(exported_bundle), *[str(tiny_dataset / f) for f in val], "--json")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)["predictions"]
+    correct = [Path(p["file"]).parent.name == p["label"] for p in predictions]
+    assert len(correct) == len(val) and np.mean(correct) >= 0.8
+
+    # stream: a real mp4 written by OpenCV and decoded back, one event per frame
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 96))
+    truth = []
+    for name in ("disc", "stripes"):
+        image = cv2.resize(cv2.imread(str(next((tiny_dataset / name).iterdir()))), (96, 96))
+        for _ in range(5):
+            writer.write(image)
+            truth.append(name)
+    writer.release()
+    events_file = tmp_path / "events.jsonl"
+    result = run_cli("stream", str(exported_bundle), "--source", str(clip), "--out", str(events_file), "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [e["frame"] for e in events] == list(range(10))
+    assert all(set(e["latency_ms"]) >= {"decode", "preprocess", "infer", "total"} for e in events)
+    assert np.mean([e["label"] == t for e, t in zip(events, truth, strict=True)]) >= 0.8
+    assert json.loads(result.stdout)["frames"] == 10
+
+    # bench: both backends measured in one run, numbers present and positive
+    result = run_cli("bench", str(exported_bundle), "--iters", "5", "--warmup", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["backend"]: r for r in json.loads(result.stdout)["results"]}
+    assert set(rows) == {"onnxruntime", "torch"}
+    assert all(0 < r["latency"]["p50_ms"] <= r["latency"]["p99_ms"] for r in rows.values())
+
+    result = run_cli("info", str(exported_bundle))
+    assert result.returncode == 0 and "fp32.onnx" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_cli_writes_a_verified_bundle(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    result = run_cli("train", str(tiny_dataset), "-o", str(out), "--input-size", "64", "--json", "--epochs", "20")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["labels"] == ["checker", "disc", "stripes"]
+    assert payload["val"]["top1"] > 0.5  # chance is 1/3
+    again = run_cli("train", str(tiny_dataset), "-o", str(out), "--input-size", "64")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+@pytest.mark.slow
+def test_killed_export_leaves_previous_bundle_intact(exported_bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(exported_bundle, bundle_dir)
+    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
+    code = "import sys\nfrom edge_tl.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "export", str(bundle_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    staged_graph = None
+    while time.monotonic() < deadline and process.poll() is None:
+        stages = list(tmp_path.glob(".edge-tl-staging-*/fp32.onnx"))
+        if stages and stages[0].stat().st_size > 0:
+            staged_graph = stages[0]
+            break
+        time.sleep(0.05)
+    assert staged_graph is not None, "export never started writing its staged graph"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
+    Bundle.load(bundle_dir)  # still valid, hashes included
+    # the next write clears what the killed process left behind
+    assert run_cli("export", str(bundle_dir), "--check-images", "8").returncode == 0
+    assert not list(tmp_path.glob(".edge-tl-staging-*"))
