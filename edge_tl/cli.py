@@ -102,18 +102,56 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "export",
         _cmd_export,
-        "Export the bundle's model to ONNX and check it against PyTorch on real validation images.",
+        "Export precision-explicit ONNX graphs (fp32, fp16, int8 Q/DQ), check them for TensorRT, "
+        "and measure the accuracy of each on the validation split.",
     )
     p.add_argument("bundle", type=Path)
     p.add_argument(
-        "--precision", default="fp32", help="comma-separated precisions (this version: fp32)"
+        "--precision", default="fp32,fp16,int8", help="comma-separated (default: %(default)s)"
     )
     p.add_argument("--opset", type=int, default=20, help="ONNX opset, >= 19 (default: %(default)s)")
     p.add_argument(
         "--check-images",
         type=int,
-        default=512,
-        help="validation images for the parity check (default: %(default)s)",
+        default=1024,
+        help="validation images scored per precision (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        default=256,
+        help="training images for INT8 calibration and the fp16 range check (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calib-method",
+        default="percentile",
+        choices=["minmax", "entropy", "percentile"],
+        help="INT8 range method (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calib-percentile",
+        type=float,
+        default=99.99,
+        help="with --calib-method percentile (default: %(default)s)",
+    )
+    p.add_argument(
+        "--int8-exclude",
+        default="auto",
+        help="comma-separated node names kept out of INT8; 'auto' = first Conv + classifier; 'none' (default: %(default)s)",
+    )
+    p.add_argument(
+        "--int8-rest",
+        default="fp16",
+        choices=["fp16", "fp32"],
+        help="precision of the layers INT8 does not cover (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fp16-io",
+        action="store_true",
+        help="fp16 graph inputs/outputs (default: fp32 I/O, cast inside)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="calibration image draw (default: %(default)s)"
     )
     _add_json(p)
 
@@ -279,38 +317,65 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from edge_tl.export.onnx import export_fp32
+    from edge_tl.export.pipeline import AUTO, ExportOptions, export_bundle
+    from edge_tl.export.precision import CalibrationMethod
 
-    precisions = [_precision(p.strip()) for p in args.precision.split(",") if p.strip()]
-    unsupported = [p.value for p in precisions if p.value != "fp32"]
-    if unsupported:
-        raise EdgeTLError(f"--precision {','.join(unsupported)}: this version exports fp32 only")
-    report = export_fp32(args.bundle, opset=args.opset, check_images=args.check_images)
+    exclude: tuple[str, ...] | str = AUTO
+    if args.int8_exclude == "none":
+        exclude = ()
+    elif args.int8_exclude != AUTO:
+        exclude = tuple(n.strip() for n in args.int8_exclude.split(",") if n.strip())
+    options = ExportOptions(
+        precisions=tuple(
+            dict.fromkeys(_precision(p.strip()) for p in args.precision.split(",") if p.strip())
+        ),
+        opset=args.opset,
+        check_images=args.check_images,
+        calib_images=args.calib_images,
+        calib_method=CalibrationMethod(args.calib_method),
+        calib_percentile=args.calib_percentile,
+        int8_exclude=exclude,
+        int8_rest_fp16=args.int8_rest == "fp16",
+        fp16_io=args.fp16_io,
+        seed=args.seed,
+    )
+    reports = export_bundle(args.bundle, options)
     if args.json:
-        _print_json(report.as_dict())
-    else:
-        _table(
-            f"exported {args.bundle}",
+        _print_json({"bundle": str(args.bundle), "precisions": [r.as_dict() for r in reports]})
+        return 0
+    _table(
+        f"exported {args.bundle} · accuracy on {reports[0].images} validation images",
+        [
+            "precision",
+            "file",
+            "MB",
+            "top-1",
+            "agreement vs fp32",
+            "max |Δlogit|",
+            "CPU p50 ms (b1)",
+            "measured on",
+        ],
+        [
             [
-                "precision",
-                "file",
-                "MB",
-                "top-1 (val)",
-                "agreement vs torch",
-                "max |Δlogit|",
-                "checked on",
-            ],
-            [
-                [
-                    report.precision,
-                    report.file,
-                    f"{report.bytes / 1e6:.1f}",
-                    _pct(report.top1),
-                    _pct(report.top1_agreement),
-                    f"{report.max_abs_logit_diff:.2g}",
-                    f"{report.check_images} ({report.check_inputs})",
-                ]
-            ],
+                r.precision,
+                r.file,
+                f"{r.bytes / 1e6:.1f}",
+                _pct(r.top1),
+                _pct(r.agreement_fp32),
+                f"{r.max_abs_logit_diff_fp32:.3g}",
+                f"{r.cpu_latency_ms_p50:.1f}",
+                r.measured_on,
+            ]
+            for r in reports
+        ],
+    )
+    parity = next(
+        (r.details["parity_vs_torch"] for r in reports if "parity_vs_torch" in r.details), None
+    )
+    if parity:
+        print(
+            f"fp32.onnx vs PyTorch: max |Δlogit| {parity['max_abs_logit_diff']:.2g}, "
+            f"top-1 agreement {parity['top1_agreement']:.1%} on {parity['images']} images ({parity['inputs']})"
         )
     return 0
 
@@ -338,7 +403,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         classifier = Classifier(backend, bundle.labels, top_k=args.top_k)
         for start in range(0, len(files), args.batch_size):
             chunk = files[start : start + args.batch_size]
-            for path, prediction in zip(chunk, classifier.classify([load_image(p) for p in chunk]), strict=False):
+            for path, prediction in zip(
+                chunk, classifier.classify([load_image(p) for p in chunk]), strict=False
+            ):
                 results.append(
                     {
                         "file": str(path),

@@ -21,7 +21,7 @@ from edge_tl.bundle import Bundle
 from edge_tl.data.folder import scan_image_folder
 from edge_tl.data.sample import sample_dataset_dir, sample_holdout_dir
 from edge_tl.errors import SourceError
-from edge_tl.export.onnx import export_fp32
+from edge_tl.export.pipeline import ExportOptions, export_bundle
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.classify import Classifier
 from edge_tl.runtime.preprocess import load_image
@@ -90,7 +90,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    export = export_fp32(bundle_dir)
+    precisions = export_bundle(bundle_dir, ExportOptions(calib_images=120, latency_iterations=20))
     timings["export_s"] = time.perf_counter() - t0
     bundle = Bundle.load(bundle_dir)
 
@@ -122,7 +122,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             write_jsonl(events, sink)
     timings["stream_s"] = time.perf_counter() - t0
     predicted = [e["label"] for e in events]
-    frame_accuracy = float(np.mean([p == t for p, t in zip(predicted, truth, strict=False)])) if events else 0.0
+    frame_accuracy = (
+        float(np.mean([p == t for p, t in zip(predicted, truth, strict=False)])) if events else 0.0
+    )
 
     manifest = bundle.manifest
     result: dict[str, Any] = {
@@ -137,7 +139,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         },
         "val_top1_torch": manifest.metrics["torch"]["top1"],
         "val_top1_onnxruntime_fp32": manifest.metrics.get("fp32", {}).get("top1"),
-        "export": export.as_dict(),
+        "export": [p.as_dict() for p in precisions],
         "bench": [r.as_dict() for r in bench],
         "speedup_onnxruntime_vs_torch_p50": ratio,
         "stream": {
@@ -161,7 +163,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(what, value) rows shared by the terminal table and the Markdown report."""
     bench = {b["backend"]: b for b in result["bench"]}
     ort, torch = bench["onnxruntime"]["latency"], bench["torch"]["latency"]
-    export = result["export"]
+    by_precision = {p["precision"]: p for p in result["export"]}
+    parity = by_precision["fp32"]["details"]["parity_vs_torch"]
     stream = result["stream"]
     seconds = result["seconds"]
     return [
@@ -174,10 +177,19 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("val top-1, PyTorch", f"{result['val_top1_torch']:.1%}"),
         ("val top-1, ONNX Runtime fp32", f"{result['val_top1_onnxruntime_fp32']:.1%}"),
         (
-            "export parity vs PyTorch",
-            f"max |Δlogit| {export['max_abs_logit_diff']:.2g}, "
-            f"top-1 agreement {export['top1_agreement']:.1%} on {export['check_images']} images",
+            "fp32.onnx parity vs PyTorch",
+            f"max |Δlogit| {parity['max_abs_logit_diff']:.2g}, "
+            f"top-1 agreement {parity['top1_agreement']:.1%} on {parity['images']} images",
         ),
+        *[
+            (
+                f"val top-1, {p['precision']}.onnx",
+                f"{p['top1']:.1%} (agreement with fp32 {p['agreement_fp32']:.1%}, "
+                f"{p['bytes'] / 1e6:.1f} MB; {p['measured_on']})",
+            )
+            for p in result["export"]
+            if p["precision"] != "fp32"
+        ],
         ("batch-1 p50 / p99, ONNX Runtime", f"{ort['p50_ms']:.2f} / {ort['p99_ms']:.2f} ms"),
         ("batch-1 p50 / p99, PyTorch eager", f"{torch['p50_ms']:.2f} / {torch['p99_ms']:.2f} ms"),
         ("ONNX Runtime speed-up (p50)", f"{result['speedup_onnxruntime_vs_torch_p50']:.2f}x"),

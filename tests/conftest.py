@@ -28,7 +28,9 @@ def _pattern(kind: str, rng: np.random.Generator, size: int = 48) -> np.ndarray:
         image[mask] = (rng.integers(0, 60), rng.integers(180, 255), rng.integers(0, 60))
     else:  # disc
         radius = rng.integers(size // 4, size // 2 - 2)
-        cv2.circle(image, (size // 2, size // 2), int(radius), (0, 0, int(rng.integers(180, 255))), -1)
+        cv2.circle(
+            image, (size // 2, size // 2), int(radius), (0, 0, int(rng.integers(180, 255))), -1
+        )
     noise = rng.normal(0, 12, image.shape)
     return np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
@@ -49,9 +51,9 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_bundle(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real Lite0 bundle trained on the tiny dataset, with fp32.onnx exported."""
+    """A real Lite0 bundle trained on the tiny dataset, exported to fp32, fp16 and int8 ONNX."""
     pytest.importorskip("torch")
-    from edge_tl.export.onnx import export_fp32
+    from edge_tl.export import ExportOptions, export_bundle
     from edge_tl.train.head import HeadConfig
     from edge_tl.train.pipeline import TrainConfig, train_bundle
 
@@ -65,11 +67,13 @@ def exported_bundle(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
             head=HeadConfig(epochs=40),
         )
     )
-    export_fp32(out)
+    export_bundle(out, ExportOptions(calib_images=16, latency_iterations=3))
     return out
 
 
-def run_cli(*args: str, block_torch: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, block_torch: bool = False, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run `edge-tl ARGS` in a fresh interpreter; with block_torch, torch & co cannot be imported."""
     blocked = ["torch", "torchvision", "timm", "tensorrt", "tensorrt_rtx"] if block_torch else []
     code = (
@@ -80,5 +84,9 @@ def run_cli(*args: str, block_torch: bool = False, timeout: float = 600) -> subp
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from edge_tl.bundle import (
+    SCHEMA_VERSION,
     ArtifactKind,
     Bundle,
     InputSpec,
     Manifest,
     ModelInfo,
     Precision,
-    SCHEMA_VERSION,
     new_provenance,
     stage_bundle,
 )
@@ -92,7 +92,9 @@ def test_invalid_field_is_named(bundle_dir: Path, edit, field: str) -> None:  # 
 def test_wrong_hash_is_refused(bundle_dir: Path) -> None:
     data = (bundle_dir / "fp32.onnx").read_bytes()
     (bundle_dir / "fp32.onnx").write_bytes(data[:-1] + b"X")  # same size, other content
-    with pytest.raises(BundleError, match=r"fp32\.onnx: sha256 differs .*artifacts\.fp32\.onnx\.sha256"):
+    with pytest.raises(
+        BundleError, match=r"fp32\.onnx: sha256 differs .*artifacts\.fp32\.onnx\.sha256"
+    ):
         Bundle.load(bundle_dir)
     Bundle.load(bundle_dir, verify=False)  # opt-out still checks presence and size only
 
@@ -145,3 +147,11 @@ def test_abandoned_staging_of_dead_process_is_removed(bundle_dir: Path) -> None:
     with stage_bundle(bundle_dir, base=Bundle.load(bundle_dir)):
         pass
     assert not stale.exists()
+
+
+def test_output_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(BundleError, match="not-a-folder: cannot create the folder"):
+        with stage_bundle(blocker / "bundle"):
+            pass

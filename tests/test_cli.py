@@ -68,7 +68,9 @@ def test_predict_stream_bench_info_on_real_bundle(
     # predict: the tiny model must get its own validation images mostly right
     bundle = Bundle.load(exported_bundle)
     val = bundle.manifest.provenance.dataset.split.val_files  # type: ignore[union-attr]
-    result = run_cli("predict", str(exported_bundle), *[str(tiny_dataset / f) for f in val], "--json")
+    result = run_cli(
+        "predict", str(exported_bundle), *[str(tiny_dataset / f) for f in val], "--json"
+    )
     assert result.returncode == 0, result.stderr
     predictions = json.loads(result.stdout)["predictions"]
     correct = [Path(p["file"]).parent.name == p["label"] for p in predictions]
@@ -85,7 +87,9 @@ def test_predict_stream_bench_info_on_real_bundle(
             truth.append(name)
     writer.release()
     events_file = tmp_path / "events.jsonl"
-    result = run_cli("stream", str(exported_bundle), "--source", str(clip), "--out", str(events_file), "--json")
+    result = run_cli(
+        "stream", str(exported_bundle), "--source", str(clip), "--out", str(events_file), "--json"
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert [e["frame"] for e in events] == list(range(10))
@@ -107,7 +111,9 @@ def test_predict_stream_bench_info_on_real_bundle(
 @pytest.mark.slow
 def test_train_cli_writes_a_verified_bundle(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    result = run_cli("train", str(tiny_dataset), "-o", str(out), "--input-size", "64", "--json", "--epochs", "20")
+    result = run_cli(
+        "train", str(tiny_dataset), "-o", str(out), "--input-size", "64", "--json", "--epochs", "20"
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["labels"] == ["checker", "disc", "stripes"]

@@ -1,5 +1,5 @@
-"""Export: PyTorch → precision-explicit ONNX graphs (and, later, TensorRT engines)."""
+"""Export: PyTorch → precision-explicit ONNX graphs (fp32, fp16, int8 Q/DQ)."""
 
-from edge_tl.export.onnx import ExportReport, export_fp32
+from edge_tl.export.pipeline import ExportOptions, PrecisionReport, export_bundle
 
-__all__ = ["ExportReport", "export_fp32"]
+__all__ = ["ExportOptions", "PrecisionReport", "export_bundle"]

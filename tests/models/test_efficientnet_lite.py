@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 skimage_data = pytest.importorskip("skimage.data")
 
+from edge_tl.bundle import ColorOrder  # noqa: E402
 from edge_tl.models.registry import create_backbone, get_spec  # noqa: E402
 from edge_tl.runtime.preprocess import preprocess  # noqa: E402
-from edge_tl.bundle import ColorOrder  # noqa: E402
 
 ESPRESSO = 967
 CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -41,11 +41,15 @@ def test_chelsea_is_a_cat(imagenet_model: torch.nn.Module) -> None:
     assert int(probabilities.argmax()) in CATS
 
 
-def test_transfer_learning_keeps_backbone_and_replaces_head(imagenet_model: torch.nn.Module) -> None:
+def test_transfer_learning_keeps_backbone_and_replaces_head(
+    imagenet_model: torch.nn.Module,
+) -> None:
     model = create_backbone("efficientnet_lite0", num_classes=6, pretrained=True)
     assert model.classifier.out_features == 6
     torch.testing.assert_close(model.conv_stem.weight, imagenet_model.conv_stem.weight)
-    torch.testing.assert_close(model.blocks[6][0].conv_pwl.weight, imagenet_model.blocks[6][0].conv_pwl.weight)
+    torch.testing.assert_close(
+        model.blocks[6][0].conv_pwl.weight, imagenet_model.blocks[6][0].conv_pwl.weight
+    )
 
 
 def test_unknown_backbone_lists_known_ones() -> None:

@@ -23,15 +23,21 @@ _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def ort_session(
-    model_path: str,
+    model: str | bytes,
     threads: int | None = None,
     providers: list[str] | None = None,
     config: dict[str, str] | None = None,
+    optimize: bool = True,
 ) -> Any:
-    """An onnxruntime.InferenceSession with explicit threads/providers; errors become BackendError."""
+    """An onnxruntime.InferenceSession (from a path or serialized bytes) with explicit threads
+    and providers; a load failure becomes a one-line BackendError."""
     ort = require("onnxruntime", "cpu")
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if optimize
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -40,10 +46,11 @@ def ort_session(
     installed = ort.get_available_providers()
     chosen = providers or [p for p in _PREFERRED_PROVIDERS if p in installed]
     try:
-        return ort.InferenceSession(model_path, sess_options=options, providers=chosen)
+        return ort.InferenceSession(model, sess_options=options, providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackendError(f"{model_path}: ONNX Runtime cannot load it: {first_line}") from exc
+        where = model if isinstance(model, str) else "in-memory graph"
+        raise BackendError(f"{where}: ONNX Runtime cannot load it: {first_line}") from exc
 
 
 class OnnxRuntimeBackend(Backend):
@@ -60,12 +67,19 @@ class OnnxRuntimeBackend(Backend):
         return None
 
     def describe(self) -> str:
-        providers = self._session.get_providers()[0] if self.is_open else "not opened"
-        return f"onnxruntime {providers} {self.precision.value}"
+        provider = self._session.get_providers()[0] if self._session else "not opened"
+        reference = " reference Q/DQ (session.disable_quant_qdq=1)" if self._reference_qdq else ""
+        return f"onnxruntime {provider} {self.precision.value}{reference}"
 
     def _open(self) -> None:
         path = self.bundle.artifact_path(ArtifactKind.ONNX, self.precision)
-        self._session = ort_session(str(path), threads=self.threads)
+        ort = require("onnxruntime", "cpu")
+        on_cpu = "CUDAExecutionProvider" not in ort.get_available_providers()
+        # Without VNNI, ORT's fused int8 CPU kernels saturate (top-1 36-45% on the vehicle
+        # model, performance-notes.md); the reference Q/DQ path computes what TensorRT does.
+        self._reference_qdq = self.precision == Precision.INT8 and on_cpu
+        config = {"session.disable_quant_qdq": "1"} if self._reference_qdq else None
+        self._session = ort_session(str(path), threads=self.threads, config=config)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1:
             raise BackendError(f"{path}: expected one input, the graph has {len(inputs)}")
@@ -77,3 +91,6 @@ class OnnxRuntimeBackend(Backend):
 
     def _close(self) -> None:
         self._session = None
+
+    _session: Any = None
+    _reference_qdq = False

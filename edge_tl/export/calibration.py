@@ -1,0 +1,72 @@
+"""INT8 calibration input: real images from the bundle's training split (never validation),
+drawn stratified and seeded, preprocessed exactly as the runtime does.
+
+Yields the protocol ONNX Runtime's calibrators consume: `{input_name: NCHW float32 batch}`.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from edge_tl.bundle import Bundle
+from edge_tl.data.folder import Sample, scan_image_folder
+from edge_tl.errors import ExportError
+from edge_tl.runtime.preprocess import load_image, preprocess
+
+__all__ = ["MIN_CALIBRATION_IMAGES", "training_images", "calibration_feeds"]
+
+MIN_CALIBRATION_IMAGES = 16
+
+
+def training_images(bundle: Bundle, count: int, seed: int = 0) -> list[Path]:
+    """`count` training-split images, round-robin over classes so every class is represented."""
+    if count < MIN_CALIBRATION_IMAGES:
+        raise ExportError(
+            f"--calib-images {count}: too few to calibrate INT8 ranges; use at least "
+            f"{MIN_CALIBRATION_IMAGES} (256 or more is better)"
+        )
+    dataset = bundle.manifest.provenance.dataset
+    if dataset is None or not Path(dataset.root).is_dir():
+        where = dataset.root if dataset else "(no dataset recorded)"
+        raise ExportError(
+            f"{bundle.path}: INT8 calibration needs the training images, and the dataset the "
+            f"bundle was trained on is not at {where}"
+        )
+    folder = scan_image_folder(dataset.root)
+    val = set(dataset.split.val_files) if dataset.split else set()
+    by_class: dict[int, list[Sample]] = {}
+    for sample in folder.samples:
+        if sample.relpath not in val:
+            by_class.setdefault(sample.label, []).append(sample)
+    available = sum(len(v) for v in by_class.values())
+    if available < count:
+        raise ExportError(
+            f"{folder.root}: only {available} training images for INT8 calibration, "
+            f"--calib-images asks for {count}; lower it"
+        )
+    rng = random.Random(seed)
+    for samples in by_class.values():
+        rng.shuffle(samples)
+    chosen: list[Sample] = []
+    round_index = 0
+    while len(chosen) < count:
+        for label in sorted(by_class):
+            if round_index < len(by_class[label]) and len(chosen) < count:
+                chosen.append(by_class[label][round_index])
+        round_index += 1
+    return [folder.path(s) for s in chosen]
+
+
+def calibration_feeds(
+    bundle: Bundle, paths: list[Path], input_name: str, batch_size: int = 16
+) -> list[dict[str, object]]:
+    """Preprocessed batches of equal size (ORT's histogram calibrators stack them, so a short
+    last batch would fail), decoded once and reused by the range check and the quantizer."""
+    spec = bundle.input_spec
+    batch_size = min(batch_size, len(paths))
+    usable = len(paths) - len(paths) % batch_size
+    return [
+        {input_name: preprocess([load_image(p) for p in paths[i : i + batch_size]], spec)}
+        for i in range(0, usable, batch_size)
+    ]

@@ -1,0 +1,297 @@
+"""`edge-tl export`: fp32.onnx (+ fp16.onnx, int8.onnx) into the bundle, every graph checked
+for TensorRT compatibility, and accuracy of every precision measured on the validation split
+on the path that computes what the target hardware computes. All staged: an interrupted or
+failed export leaves the previous bundle as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_tl._malloc import tune_malloc
+from edge_tl.bench.latency import time_backend
+from edge_tl.bench.stats import LatencyStats
+from edge_tl.bundle import ArtifactKind, Bundle, BundleStage, Precision, stage_bundle
+from edge_tl.errors import ExportError
+from edge_tl.evaluate import agreement, collect_logits, max_abs_diff, top1, validation_images
+from edge_tl.export.calibration import calibration_feeds, training_images
+from edge_tl.export.onnx import DEFAULT_OPSET, INPUT_NAME, embed_metadata, torch_to_onnx
+from edge_tl.export.precision import (
+    CalibrationMethod,
+    check_fp16_ranges,
+    convert_fp16,
+    quantize_int8,
+)
+from edge_tl.export.trt_compat import require_tensorrt_compat
+from edge_tl.runtime.backends.base import Backend
+from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
+from edge_tl.runtime.backends.pytorch import TorchBackend
+
+__all__ = ["ExportOptions", "PrecisionReport", "export_bundle", "ONNX_FILES", "AUTO"]
+
+log = logging.getLogger(__name__)
+
+ONNX_FILES = {p: f"{p.value}.onnx" for p in Precision}
+AUTO = "auto"
+# ORT's CPU kernels and PyTorch's differ by rounding only; more than this is a broken export.
+PARITY_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16, Precision.INT8)
+    opset: int = DEFAULT_OPSET
+    check_images: int = 1024  # validation images scored per precision
+    calib_images: int = 256  # training images for INT8 ranges and the fp16 range check
+    calib_method: CalibrationMethod = CalibrationMethod.PERCENTILE
+    calib_percentile: float = 99.99
+    # node names kept out of INT8; AUTO: the first Conv and the classifier Gemm
+    int8_exclude: tuple[str, ...] | str = AUTO
+    int8_rest_fp16: bool = True  # non-quantized layers in fp16, as TensorRT strong typing needs
+    fp16_io: bool = False  # fp16 graph inputs/outputs instead of fp32
+    latency_iterations: int = 30
+    seed: int = 0
+
+
+@dataclass
+class PrecisionReport:
+    precision: str
+    file: str
+    bytes: int
+    top1: float | None
+    agreement_fp32: float | None
+    max_abs_logit_diff_fp32: float | None
+    cpu_latency_ms_p50: float
+    measured_on: str
+    images: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def export_bundle(
+    bundle_path: str | Path, options: ExportOptions = ExportOptions()
+) -> list[PrecisionReport]:
+    tune_malloc()
+    if options.opset < 19:
+        raise ExportError(
+            f"--opset {options.opset}: TensorRT-ready Q/DQ and fp16 graphs need opset >= 19"
+        )
+    if not options.precisions:
+        raise ExportError("--precision: name at least one of fp32, fp16, int8")
+    bundle = Bundle.load(bundle_path)
+    export_fp32 = (
+        Precision.FP32 in options.precisions
+        or bundle.find(ArtifactKind.ONNX, Precision.FP32) is None
+    )
+    with stage_bundle(bundle.path, base=bundle) as stage:
+        fp32_path = stage.dir / ONNX_FILES[Precision.FP32]
+        if export_fp32:
+            t0 = time.perf_counter()
+            torch_to_onnx(bundle, stage.new_file(fp32_path.name), options.opset)
+            embed_metadata(bundle, fp32_path)
+            _add_onnx(
+                stage,
+                Precision.FP32,
+                {
+                    "opset": options.opset,
+                    "exporter": "torch.onnx.export(dynamo=True)",
+                    "export_seconds": round(time.perf_counter() - t0, 2),
+                },
+            )
+        derived = [p for p in options.precisions if p != Precision.FP32]
+        if derived:
+            paths = training_images(bundle, options.calib_images, options.seed)
+            feeds = calibration_feeds(bundle, paths, INPUT_NAME)
+            calibrated = sum(len(f[INPUT_NAME]) for f in feeds)
+        if Precision.FP16 in derived:
+            ranges = check_fp16_ranges(fp32_path, feeds)
+            convert_fp16(
+                fp32_path,
+                stage.new_file(ONNX_FILES[Precision.FP16]),
+                keep_io_types=not options.fp16_io,
+                blocked_nodes=ranges.blocked_nodes,
+            )
+            _add_onnx(
+                stage,
+                Precision.FP16,
+                {
+                    "io_dtype": "float16" if options.fp16_io else "float32",
+                    "range_check": ranges.as_dict() | {"images": calibrated},
+                    "converter": "onnxruntime.transformers.float16",
+                },
+            )
+        if Precision.INT8 in derived:
+            exclude = _int8_exclusions(fp32_path, options.int8_exclude)
+            quantize_int8(
+                fp32_path,
+                stage.new_file(ONNX_FILES[Precision.INT8]),
+                feeds,
+                options.calib_method,
+                options.calib_percentile,
+                exclude,
+                options.int8_rest_fp16,
+            )
+            _add_onnx(
+                stage,
+                Precision.INT8,
+                {
+                    "format": "Q/DQ, int8 symmetric activations, per-channel symmetric weights, zero points 0, bias float",
+                    "calibration": {
+                        "images": calibrated,
+                        "split": "train",
+                        "method": options.calib_method.value,
+                        "percentile": options.calib_percentile
+                        if options.calib_method == CalibrationMethod.PERCENTILE
+                        else None,
+                    },
+                    "excluded_nodes": exclude,
+                    "other_layers": "fp16" if options.int8_rest_fp16 else "fp32",
+                },
+            )
+        staged = Bundle(stage.dir, stage.manifest)  # the new graphs, not yet in place
+        written = [
+            p for p in Precision if p in options.precisions or (p == Precision.FP32 and export_fp32)
+        ]
+        reports = _measure(staged, written, compare_torch=export_fp32, options=options)
+        for report in reports:
+            stage.manifest.artifacts[report.file].details.update(report.details)
+            if report.top1 is not None:
+                stage.manifest.metrics[report.precision] = {
+                    "precision": report.precision,
+                    "split": "val",
+                    "num_images": report.images,
+                    "top1": report.top1,
+                    "agreement_fp32": report.agreement_fp32,
+                    "max_abs_logit_diff_fp32": report.max_abs_logit_diff_fp32,
+                    "cpu_latency_ms_p50_batch1": report.cpu_latency_ms_p50,
+                    "path": report.measured_on,
+                }
+    return reports
+
+
+def _add_onnx(stage: BundleStage, precision: Precision, details: dict[str, Any]) -> None:
+    file = ONNX_FILES[precision]
+    require_tensorrt_compat(stage.dir / file)
+    details["tensorrt_static_check"] = "passed"
+    stage.add_artifact(file, ArtifactKind.ONNX, precision, details)
+
+
+def _int8_exclusions(fp32_path: Path, requested: tuple[str, ...] | str) -> list[str]:
+    """AUTO keeps the first Conv (it sees raw normalized pixels) and the classifier in fp16:
+    on the vehicle model that halved the INT8 accuracy drop (performance-notes.md)."""
+    from edge_tl._deps import require
+
+    graph = require("onnx", "train").load(str(fp32_path), load_external_data=False).graph
+    names = {n.name for n in graph.node}
+    if requested != AUTO:
+        unknown = [n for n in requested if n not in names]
+        if unknown:
+            raise ExportError(
+                f"--int8-exclude: no node named {', '.join(unknown)} in {fp32_path.name}"
+            )
+        return list(requested)
+    inputs = {i.name for i in graph.input}
+    first = next(
+        (n.name for n in graph.node if n.op_type == "Conv" and inputs & set(n.input)), None
+    )
+    last = next((n.name for n in reversed(graph.node) if n.op_type in ("Gemm", "MatMul")), None)
+    return [n for n in (first, last) if n]
+
+
+def _measure(
+    staged: Bundle, precisions: list[Precision], compare_torch: bool, options: ExportOptions
+) -> list[PrecisionReport]:
+    """Score every precision on the same validation images; fp32 also against PyTorch."""
+    images = validation_images(staged, limit=options.check_images)
+    backends: list[Backend] = [OnnxRuntimeBackend(staged, p) for p in precisions]
+    torch_backend = TorchBackend(staged, device="cpu") if compare_torch else None
+    reports = []
+    try:
+        for backend in [*backends, *([torch_backend] if torch_backend else [])]:
+            backend.open()
+        if images is None:
+            log.warning(
+                "validation images not found; graphs checked on random inputs, accuracy not measured"
+            )
+            spec = staged.input_spec
+            x = np.random.default_rng(0).standard_normal(
+                (8, 3, spec.height, spec.width), np.float32
+            )
+            logits = [b.infer(x) for b in backends]
+            torch_logits = torch_backend.infer(x) if torch_backend else None
+            labels = None
+        else:
+            everything = collect_logits(
+                [*backends, *([torch_backend] if torch_backend else [])],
+                images.paths,
+                description="accuracy per precision",
+            )
+            logits = everything[: len(backends)]
+            torch_logits = everything[-1] if torch_backend else None
+            labels = images.labels
+        reference = (
+            logits[precisions.index(Precision.FP32)] if Precision.FP32 in precisions else None
+        )
+        if reference is None:
+            with OnnxRuntimeBackend(staged, Precision.FP32) as fp32_backend:
+                reference = (
+                    collect_logits([fp32_backend], images.paths)[0]
+                    if images is not None
+                    else fp32_backend.infer(x)
+                )
+        spec = staged.input_spec
+        one = np.random.default_rng(1).standard_normal((1, 3, spec.height, spec.width), np.float32)
+        for precision, backend, out in zip(precisions, backends, logits, strict=True):
+            artifact = staged.find(ArtifactKind.ONNX, precision)
+            samples = time_backend(
+                backend.infer, one, 5, options.latency_iterations, f"latency {precision.value}"
+            )
+            details: dict[str, Any] = {}
+            if precision == Precision.FP32 and torch_logits is not None:
+                details["parity_vs_torch"] = _parity(
+                    artifact.file, out, torch_logits, labels is not None
+                )
+            reports.append(
+                PrecisionReport(
+                    precision=precision.value,
+                    file=artifact.file,
+                    bytes=artifact.bytes,
+                    top1=top1(out, labels) if labels is not None else None,
+                    agreement_fp32=agreement(out, reference),
+                    max_abs_logit_diff_fp32=max_abs_diff(out, reference),
+                    cpu_latency_ms_p50=LatencyStats.from_samples(samples).p50_ms,
+                    measured_on=backend.describe(),
+                    images=len(out),
+                    details=details,
+                )
+            )
+    finally:
+        for backend in [*backends, *([torch_backend] if torch_backend else [])]:
+            backend.close()
+    return reports
+
+
+def _parity(
+    file: str, ort_logits: np.ndarray, torch_logits: np.ndarray, real_images: bool
+) -> dict[str, Any]:
+    diff = max_abs_diff(ort_logits, torch_logits)
+    agree = agreement(ort_logits, torch_logits)
+    if diff > PARITY_TOLERANCE * max(1.0, float(np.abs(torch_logits).max())):
+        raise ExportError(
+            f"{file}: ONNX Runtime and PyTorch disagree (max |Δlogit| {diff:.3g}, top-1 agreement "
+            f"{agree:.1%}); the export is wrong, nothing was written"
+        )
+    return {
+        "images": len(ort_logits),
+        "inputs": "validation split" if real_images else "random",
+        "max_abs_logit_diff": diff,
+        "top1_agreement": agree,
+    }
