@@ -31,6 +31,8 @@ from edge_tl.errors import BundleError
 __all__ = [
     "SCHEMA_VERSION",
     "MANIFEST_NAME",
+    "GRAPH_INPUT",
+    "GRAPH_OUTPUT",
     "Precision",
     "ArtifactKind",
     "ColorOrder",
@@ -52,6 +54,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# tensor names of every exported graph: part of the bundle contract, the runtime relies on them
+GRAPH_INPUT, GRAPH_OUTPUT = "input", "logits"
 _STAGING_PREFIX = ".edge-tl-staging-"
 
 

@@ -156,6 +156,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
 
     p = command(
+        "build",
+        _cmd_build,
+        "Build a TensorRT engine from the bundle's precision-explicit ONNX graph (strongly typed) "
+        "and add it to the bundle.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "--precision",
+        default="fp16",
+        choices=PRECISIONS,
+        help="which ONNX graph to build (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch", default="1:8:32", help="dynamic-batch profile MIN:OPT:MAX (default: %(default)s)"
+    )
+    p.add_argument("--workspace-mib", type=int, default=None, help="builder workspace limit in MiB")
+    p.add_argument(
+        "--opt-level",
+        type=int,
+        default=3,
+        help="builder optimization level 0-5 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hardware-compat",
+        default="none",
+        choices=["none", "ampere_plus", "same_cc"],
+        help="plan portable across GPUs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="plan loadable by later TensorRT of the same major version",
+    )
+    p.add_argument(
+        "--dla-core",
+        type=int,
+        default=None,
+        help="build for this DLA core (Jetson), GPU fallback on",
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        help="TensorRT-RTX ahead-of-time architecture, e.g. sm86 (no GPU needed)",
+    )
+    p.add_argument(
+        "--flavour",
+        default="auto",
+        choices=["auto", "tensorrt", "tensorrt_rtx"],
+        help="which TensorRT (default: %(default)s)",
+    )
+    p.add_argument(
+        "--timing-cache",
+        type=Path,
+        default=None,
+        help="timing cache file (default: beside the bundle)",
+    )
+    _add_json(p)
+
+    p = command(
         "predict", _cmd_predict, "Classify image files (or folders of images) with a bundle."
     )
     p.add_argument("bundle", type=Path)
@@ -376,6 +435,35 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(
             f"fp32.onnx vs PyTorch: max |Δlogit| {parity['max_abs_logit_diff']:.2g}, "
             f"top-1 agreement {parity['top1_agreement']:.1%} on {parity['images']} images ({parity['inputs']})"
+        )
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from edge_tl.export.tensorrt import BuildOptions, build_engine, parse_batch_profile
+
+    report = build_engine(
+        args.bundle,
+        BuildOptions(
+            precision=_precision(args.precision),
+            batch=parse_batch_profile(args.batch),
+            workspace_mib=args.workspace_mib,
+            optimization_level=args.opt_level,
+            hardware_compat=args.hardware_compat,
+            version_compatible=args.version_compatible,
+            dla_core=args.dla_core,
+            target=args.target,
+            flavour=args.flavour,
+            timing_cache=args.timing_cache,
+        ),
+    )
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        where = report.gpu_name or f"{report.target}, ahead of time"
+        print(
+            f"{args.bundle}/{report.file}: {report.bytes / 1e6:.1f} MB, {report.flavour} {report.version} "
+            f"for {where}, built in {report.seconds:.1f} s"
         )
     return 0
 

@@ -18,7 +18,7 @@ from edge_tl.bundle import Bundle
 from edge_tl.cli import build_parser, main
 from tests.conftest import run_cli
 
-COMMANDS = ["train", "export", "predict", "stream", "bench", "info", "demo"]
+COMMANDS = ["train", "export", "build", "predict", "stream", "bench", "info", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -44,6 +44,7 @@ def test_every_command_is_listed_in_top_level_help() -> None:
         ["bench", "does/not/exist"],
         ["stream", "does/not/exist", "--source", "none.mp4"],
         ["export", "does/not/exist"],
+        ["build", "does/not/exist"],
         ["train", "does/not/exist", "-o", "out"],
     ],
 )
@@ -149,5 +150,8 @@ def test_killed_export_leaves_previous_bundle_intact(exported_bundle: Path, tmp_
     assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
     Bundle.load(bundle_dir)  # still valid, hashes included
     # the next write clears what the killed process left behind
-    assert run_cli("export", str(bundle_dir), "--check-images", "8").returncode == 0
+    assert (
+        run_cli("export", str(bundle_dir), "--precision", "fp32", "--check-images", "8").returncode
+        == 0
+    )
     assert not list(tmp_path.glob(".edge-tl-staging-*"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edge_tl import __version__
 from edge_tl._deps import require
-from edge_tl.bundle import ArtifactKind, Bundle
+from edge_tl.bundle import GRAPH_INPUT, GRAPH_OUTPUT, ArtifactKind, Bundle
 from edge_tl.errors import ExportError
 
 __all__ = ["torch_to_onnx", "embed_metadata", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME"]
@@ -21,7 +21,7 @@ __all__ = ["torch_to_onnx", "embed_metadata", "DEFAULT_OPSET", "INPUT_NAME", "OU
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 20
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+INPUT_NAME, OUTPUT_NAME = GRAPH_INPUT, GRAPH_OUTPUT
 
 
 def torch_to_onnx(bundle: Bundle, onnx_path: Path, opset: int) -> None:

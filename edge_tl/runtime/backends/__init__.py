@@ -13,6 +13,7 @@ from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
 from edge_tl.runtime.backends.pytorch import TorchBackend
+from edge_tl.runtime.backends.tensorrt import TensorRTBackend
 
 __all__ = ["Backend", "BACKENDS", "available_backends", "create_backend", "select_backend"]
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 # In order of preference for `auto`.
 BACKENDS: dict[str, type[Backend]] = {
+    TensorRTBackend.name: TensorRTBackend,
     OnnxRuntimeBackend.name: OnnxRuntimeBackend,
     TorchBackend.name: TorchBackend,
 }

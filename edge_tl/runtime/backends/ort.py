@@ -6,12 +6,13 @@ CPU wheel (`edge-tl[cpu]`) → CPUExecutionProvider; GPU wheel (`edge-tl[gpu]`) 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_tl._deps import require
-from edge_tl.bundle import ArtifactKind, Bundle, Precision
+from edge_tl.bundle import GRAPH_INPUT, ArtifactKind, Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
 
@@ -19,13 +20,17 @@ __all__ = ["OnnxRuntimeBackend", "ort_session"]
 
 log = logging.getLogger(__name__)
 
-_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+_PREFERRED_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
 
 
 def ort_session(
     model: str | bytes,
     threads: int | None = None,
-    providers: list[str] | None = None,
+    providers: list[Any] | None = None,
     config: dict[str, str] | None = None,
     optimize: bool = True,
 ) -> Any:
@@ -53,6 +58,10 @@ def ort_session(
         raise BackendError(f"{where}: ONNX Runtime cannot load it: {first_line}") from exc
 
 
+def _provider_name(provider: Any) -> str:
+    return provider[0] if isinstance(provider, tuple) else str(provider)
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     requires = ("onnxruntime", "cpu")
@@ -74,17 +83,61 @@ class OnnxRuntimeBackend(Backend):
     def _open(self) -> None:
         path = self.bundle.artifact_path(ArtifactKind.ONNX, self.precision)
         ort = require("onnxruntime", "cpu")
-        on_cpu = "CUDAExecutionProvider" not in ort.get_available_providers()
+        installed = ort.get_available_providers()
+        on_cpu = not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(installed)
         # Without VNNI, ORT's fused int8 CPU kernels saturate (top-1 36-45% on the vehicle
         # model, performance-notes.md); the reference Q/DQ path computes what TensorRT does.
         self._reference_qdq = self.precision == Precision.INT8 and on_cpu
         config = {"session.disable_quant_qdq": "1"} if self._reference_qdq else None
-        self._session = ort_session(str(path), threads=self.threads, config=config)
+        providers = [
+            self._tensorrt_provider(path) if p == "TensorrtExecutionProvider" else p
+            for p in _PREFERRED_PROVIDERS
+            if p in installed
+        ]
+        self._session = ort_session(
+            str(path), threads=self.threads, providers=providers, config=config
+        )
+        if providers and self._session.get_providers()[0] != _provider_name(providers[0]):
+            log.warning(
+                "onnxruntime fell back from %s to %s",
+                _provider_name(providers[0]),
+                self._session.get_providers()[0],
+            )
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1:
             raise BackendError(f"{path}: expected one input, the graph has {len(inputs)}")
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
+
+    def _tensorrt_provider(self, path: Path) -> tuple[str, dict[str, Any]]:
+        """ORT's TensorRT EP: weakly typed (TensorRT 10), so the precision flags must match the
+        graph; engines and timing caches are cached per graph hash, outside the bundle."""
+        artifact = self.bundle.find(ArtifactKind.ONNX, self.precision)
+        cache = (
+            Path.home()
+            / ".cache"
+            / "edge-tl"
+            / "ort-tensorrt"
+            / (artifact.sha256[:16] if artifact else "x")
+        )
+        cache.mkdir(parents=True, exist_ok=True)
+        spec = self.input_spec
+        shape = f"{GRAPH_INPUT}:{{}}x3x{spec.height}x{spec.width}"
+        return (
+            "TensorrtExecutionProvider",
+            {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache),
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(cache),
+                "trt_fp16_enable": self.precision != Precision.FP32,
+                "trt_int8_enable": self.precision
+                == Precision.INT8,  # Q/DQ graph: no calibration table
+                "trt_profile_min_shapes": shape.format(1),
+                "trt_profile_opt_shapes": shape.format(8),
+                "trt_profile_max_shapes": shape.format(32),
+            },
+        )
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self._output_name], {self._input_name: batch})[0]
