@@ -1,6 +1,6 @@
 """INT8 calibration sweep on a trained bundle: accuracy on its validation split per setting.
 
-Usage: python benchmarks/int8_sweep.py BUNDLE OUT.json
+Usage: python benchmarks/int8_sweep.py BUNDLE OUT.json [SUBSTRING ...]  (settings to run)
 Each setting re-quantizes fp32.onnx (the bundle's copy is used, never modified) and scores
 int8.onnx on ONNX Runtime's reference Q/DQ path against fp32 on the same images.
 """
@@ -19,19 +19,25 @@ from edge_tl.export import ExportOptions, export_bundle
 from edge_tl.export.precision import CalibrationMethod
 
 SETTINGS = {
-    "percentile99.99 auto-exclude rest-fp16 256": ExportOptions(),
-    "percentile99.99 auto-exclude rest-fp32 256": ExportOptions(int8_rest_fp16=False),
-    "percentile99.99 no-exclude rest-fp16 256": ExportOptions(int8_exclude=()),
-    "percentile99.999 auto-exclude rest-fp16 256": ExportOptions(calib_percentile=99.999),
-    "percentile99.99 auto-exclude rest-fp16 512": ExportOptions(calib_images=512),
+    "percentile99.999 auto-exclude rest-fp16 256 (default)": ExportOptions(),
+    "percentile99.99 auto-exclude rest-fp16 256": ExportOptions(calib_percentile=99.99),
+    "percentile99.99 auto-exclude rest-fp32 256": ExportOptions(
+        calib_percentile=99.99, int8_rest_fp16=False
+    ),
+    "percentile99.99 no-exclude rest-fp16 256": ExportOptions(
+        calib_percentile=99.99, int8_exclude=()
+    ),
+    "percentile99.999 auto-exclude rest-fp16 512": ExportOptions(calib_images=512),
     "minmax auto-exclude rest-fp16 256": ExportOptions(calib_method=CalibrationMethod.MINMAX),
     "entropy auto-exclude rest-fp16 256": ExportOptions(calib_method=CalibrationMethod.ENTROPY),
 }
 
 
-def main(bundle: Path, out: Path) -> None:
+def main(bundle: Path, out: Path, only: list[str]) -> None:
     rows = []
     for name, options in SETTINGS.items():
+        if only and not any(word in name for word in only):
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp) / "bundle"
             shutil.copytree(bundle, work)
@@ -61,4 +67,4 @@ def _int8_only(options: ExportOptions) -> ExportOptions:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:])

@@ -39,6 +39,7 @@ __all__ = [
     "ResizePolicy",
     "Interpolation",
     "InputSpec",
+    "RawInput",
     "Artifact",
     "ModelInfo",
     "SplitInfo",
@@ -117,6 +118,17 @@ class InputSpec(_Strict):
         return std
 
 
+class RawInput(_Strict):
+    """Set when the graphs were exported with fused preprocessing: they take resized camera
+    pixels (uint8 NHWC in `color_order`) and cast, scale, normalize and transpose themselves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layout: Literal["NHWC"] = "NHWC"
+    dtype: Literal["uint8"] = "uint8"
+    color_order: ColorOrder = ColorOrder.BGR
+
+
 class Artifact(_Strict):
     file: str
     kind: ArtifactKind
@@ -169,6 +181,7 @@ class Manifest(_Strict):
     name: str
     labels: list[str] = Field(min_length=2)
     input: InputSpec
+    raw_input: RawInput | None = None  # ONNX graphs and engines only; model.pt takes `input`
     model: ModelInfo
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)

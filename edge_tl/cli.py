@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--calib-percentile",
         type=float,
-        default=99.99,
+        default=99.999,
         help="with --calib-method percentile (default: %(default)s)",
     )
     p.add_argument(
@@ -152,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed", type=int, default=0, help="calibration image draw (default: %(default)s)"
+    )
+    p.add_argument(
+        "--fuse-preprocess",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="graphs take uint8 NHWC camera pixels and cast/normalize/transpose themselves "
+        "(default: keep the bundle's current choice, off for a new bundle)",
+    )
+    p.add_argument(
+        "--camera-order",
+        default="BGR",
+        choices=["BGR", "RGB"],
+        help="colour order of the frames fed to a fused graph (default: %(default)s, OpenCV's)",
     )
     _add_json(p)
 
@@ -376,6 +389,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import ColorOrder
     from edge_tl.export.pipeline import AUTO, ExportOptions, export_bundle
     from edge_tl.export.precision import CalibrationMethod
 
@@ -397,6 +411,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         int8_rest_fp16=args.int8_rest == "fp16",
         fp16_io=args.fp16_io,
         seed=args.seed,
+        fuse_preprocess=args.fuse_preprocess,
+        raw_color_order=ColorOrder(args.camera_order),
     )
     reports = export_bundle(args.bundle, options)
     if args.json:

@@ -17,11 +17,12 @@ from edge_tl.data.folder import ImageFolder, Sample, scan_image_folder
 from edge_tl.errors import DataError
 from edge_tl.progress import track
 from edge_tl.runtime.backends.base import Backend
-from edge_tl.runtime.preprocess import load_image, preprocess
+from edge_tl.runtime.preprocess import load_image, prepare_batch
 
 __all__ = [
     "LabelledImages",
     "collect_logits",
+    "logits_on_images",
     "top1",
     "agreement",
     "max_abs_diff",
@@ -41,17 +42,31 @@ def collect_logits(
     batch_size: int = 32,
     description: str = "evaluate",
 ) -> list[np.ndarray]:
-    """Logits (N, C) of each backend on the same preprocessed images."""
+    """Logits (N, C) of each backend on the same images, decoded once per batch and prepared
+    once per input format (fused-preprocessing graphs take raw pixels, model.pt does not)."""
     if not backends:
         raise ValueError("collect_logits needs at least one backend")
-    spec = backends[0].input_spec
     outputs: list[list[np.ndarray]] = [[] for _ in backends]
     batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
     for batch_paths in track(batches, description):
-        batch = preprocess([load_image(p) for p in batch_paths], spec)
-        for out, backend in zip(outputs, backends, strict=False):
-            out.append(backend.infer(batch))
+        for out, logits in zip(
+            outputs, logits_on_images(backends, [load_image(p) for p in batch_paths]), strict=True
+        ):
+            out.append(logits)
     return [np.concatenate(out) if out else np.zeros((0, 0), np.float32) for out in outputs]
+
+
+def logits_on_images(backends: Sequence[Backend], images: list[np.ndarray]) -> list[np.ndarray]:
+    """One batch of BGR images through every backend, prepared once per input format."""
+    spec = backends[0].input_spec
+    prepared: dict[object, np.ndarray] = {}
+    results = []
+    for backend in backends:
+        key = backend.raw_input
+        if key not in prepared:
+            prepared[key] = prepare_batch(images, spec, key)
+        results.append(backend.infer(prepared[key]))
+    return results
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:

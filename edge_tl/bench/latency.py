@@ -72,15 +72,12 @@ def bench_backends(
     threads: int | None = None,
 ) -> list[BackendResult]:
     tune_malloc()
-    spec = bundle.input_spec
-    batch = np.random.default_rng(0).standard_normal(
-        (batch_size, 3, spec.height, spec.width), dtype=np.float32
-    )
     results = []
     for name in backends:
         t0 = time.perf_counter()
         with create_backend(bundle, name, precision, threads=threads) as backend:
             load_seconds = time.perf_counter() - t0
+            batch = backend.example_batch(batch_size)
             samples = time_backend(backend.infer, batch, warmup, iterations, f"bench {name}")
             results.append(
                 BackendResult(

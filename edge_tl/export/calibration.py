@@ -12,7 +12,7 @@ from pathlib import Path
 from edge_tl.bundle import Bundle
 from edge_tl.data.folder import Sample, scan_image_folder
 from edge_tl.errors import ExportError
-from edge_tl.runtime.preprocess import load_image, preprocess
+from edge_tl.runtime.preprocess import load_image, prepare_batch
 
 __all__ = ["MIN_CALIBRATION_IMAGES", "training_images", "calibration_feeds"]
 
@@ -63,10 +63,10 @@ def calibration_feeds(
 ) -> list[dict[str, object]]:
     """Preprocessed batches of equal size (ORT's histogram calibrators stack them, so a short
     last batch would fail), decoded once and reused by the range check and the quantizer."""
-    spec = bundle.input_spec
+    spec, raw = bundle.input_spec, bundle.manifest.raw_input
     batch_size = min(batch_size, len(paths))
     usable = len(paths) - len(paths) % batch_size
     return [
-        {input_name: preprocess([load_image(p) for p in paths[i : i + batch_size]], spec)}
+        {input_name: prepare_batch([load_image(p) for p in paths[i : i + batch_size]], spec, raw)}
         for i in range(0, usable, batch_size)
     ]

@@ -63,6 +63,9 @@ def check_tensorrt_compat(path: Path) -> list[Finding]:
                 if attribute.name == "value":
                     constants[node.output[0]] = numpy_helper.to_array(attribute.t)
     types = _value_types(onnx, model)
+    uint8_inputs = {
+        i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    }
 
     for node in graph.node:
         name = node.name or node.output[0]
@@ -75,6 +78,12 @@ def check_tensorrt_compat(path: Path) -> list[Finding]:
                 )
             )
             continue
+        if node.op_type != "Cast" and uint8_inputs & set(node.input):
+            findings.append(
+                Finding(
+                    name, node.op_type, "takes a uint8 graph input; TensorRT needs a Cast first"
+                )
+            )
         if node.op_type in UNSUPPORTED_OPS:
             findings.append(
                 Finding(name, node.op_type, "operator not supported by TensorRT's ONNX parser")

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_tl.bundle import ColorOrder
 from edge_tl.runtime.backends.base import Backend
-from edge_tl.runtime.preprocess import preprocess
+from edge_tl.runtime.preprocess import prepare_batch
 
 __all__ = ["Prediction", "Classifier", "softmax"]
 
@@ -42,7 +42,7 @@ class Classifier:
         self, images: Sequence[np.ndarray], source_order: ColorOrder = ColorOrder.BGR
     ) -> list[Prediction]:
         t0 = time.perf_counter()
-        batch = preprocess(images, self.backend.input_spec, source_order)
+        batch = prepare_batch(images, self.backend.input_spec, self.backend.raw_input, source_order)
         t1 = time.perf_counter()
         logits = self.backend.infer(batch)
         t2 = time.perf_counter()

@@ -12,10 +12,17 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge_tl.bundle import ColorOrder, InputSpec, Interpolation, ResizePolicy
+from edge_tl.bundle import ColorOrder, InputSpec, Interpolation, RawInput, ResizePolicy
 from edge_tl.errors import DataError
 
-__all__ = ["load_image", "resize_to_input", "preprocess", "normalization_constants"]
+__all__ = [
+    "load_image",
+    "resize_to_input",
+    "preprocess",
+    "prepare_batch",
+    "raw_pixels",
+    "normalization_constants",
+]
 
 _CV2_INTERPOLATION = {
     Interpolation.NEAREST: cv2.INTER_NEAREST,
@@ -63,10 +70,13 @@ def normalization_constants(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     return gain, -mean / std
 
 
-def preprocess(
-    images: Sequence[np.ndarray], spec: InputSpec, source_order: ColorOrder = ColorOrder.BGR
+def raw_pixels(
+    images: Sequence[np.ndarray],
+    spec: InputSpec,
+    order: ColorOrder,
+    source_order: ColorOrder = ColorOrder.BGR,
 ) -> np.ndarray:
-    """Turn HxWx3 uint8 images (OpenCV's BGR by default) into the network's NCHW float32 batch."""
+    """Resized uint8 NHWC batch in `order`: all the host does for fused-preprocessing graphs."""
     if not images:
         raise ValueError("preprocess needs at least one image")
     batch = np.empty((len(images), spec.height, spec.width, 3), dtype=np.uint8)
@@ -74,8 +84,26 @@ def preprocess(
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image {i} has shape {image.shape}; expected HxWx3")
         batch[i] = resize_to_input(image, spec)
-    if source_order != spec.color_order:
-        batch = batch[..., ::-1]
+    return np.ascontiguousarray(batch[..., ::-1]) if source_order != order else batch
+
+
+def prepare_batch(
+    images: Sequence[np.ndarray],
+    spec: InputSpec,
+    raw_input: RawInput | None,
+    source_order: ColorOrder = ColorOrder.BGR,
+) -> np.ndarray:
+    """What a backend's graph takes: raw pixels when preprocessing is fused, else `preprocess`."""
+    if raw_input is not None:
+        return raw_pixels(images, spec, raw_input.color_order, source_order)
+    return preprocess(images, spec, source_order)
+
+
+def preprocess(
+    images: Sequence[np.ndarray], spec: InputSpec, source_order: ColorOrder = ColorOrder.BGR
+) -> np.ndarray:
+    """Turn HxWx3 uint8 images (OpenCV's BGR by default) into the network's NCHW float32 batch."""
+    batch = raw_pixels(images, spec, spec.color_order, source_order)
     gain, offset = normalization_constants(spec)
     normalized = batch.astype(np.float32) * gain + offset
     return np.ascontiguousarray(normalized.transpose(0, 3, 1, 2))

@@ -130,3 +130,15 @@ def test_unsupported_and_custom_ops_are_named(tmp_path: Path) -> None:
 def test_old_opset_is_reported(tmp_path: Path) -> None:
     path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="r")], [], opset=7)
     assert [f.op_type for f in check_tensorrt_compat(path)] == ["opset"]
+
+
+def test_uint8_input_must_go_through_a_cast(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["y"], name="to_nchw", perm=[0, 3, 1, 2])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["n", 8, 8, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, ["n", 3, 8, 8])],
+    )
+    path = tmp_path / "u8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
+    assert [(f.node, f.op_type) for f in check_tensorrt_compat(path)] == [("to_nchw", "Transpose")]

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from edge_tl.bundle import Bundle, InputSpec, Precision
+from edge_tl.bundle import Bundle, InputSpec, Precision, RawInput
 from edge_tl.errors import BackendError
 
 __all__ = ["Backend"]
@@ -26,6 +26,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, str]]  # (module to import, pip extra that provides it)
+    runs_exported_graphs: ClassVar[bool] = True  # False: runs model.pt, never fused graphs
 
     def __init__(
         self, bundle: Bundle, precision: Precision = Precision.FP32, threads: int | None = None
@@ -44,6 +45,18 @@ class Backend(ABC):
     @property
     def input_spec(self) -> InputSpec:
         return self.bundle.input_spec
+
+    @property
+    def raw_input(self) -> RawInput | None:
+        """Set when this backend's graph takes raw uint8 NHWC pixels (fused preprocessing)."""
+        return self.bundle.manifest.raw_input if self.runs_exported_graphs else None
+
+    def example_batch(self, batch_size: int, seed: int = 0) -> np.ndarray:
+        """A random batch in the format `infer` takes (for warm-up and timing)."""
+        spec, rng = self.input_spec, np.random.default_rng(seed)
+        if self.raw_input is not None:
+            return rng.integers(0, 256, (batch_size, spec.height, spec.width, 3), dtype=np.uint8)
+        return rng.standard_normal((batch_size, 3, spec.height, spec.width), dtype=np.float32)
 
     @property
     def is_open(self) -> bool:
@@ -67,17 +80,18 @@ class Backend(ABC):
             state = "closed" if self._closed else "not opened"
             raise BackendError(f"{self.name}: backend is {state}; call open() (or use `with`)")
         spec = self.input_spec
-        expected = (3, spec.height, spec.width)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+        raw = self.raw_input is not None
+        expected = (spec.height, spec.width, 3) if raw else (3, spec.height, spec.width)
+        dtype = np.uint8 if raw else np.float32
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected or batch.dtype != dtype:
             raise BackendError(
-                f"{self.name}: input batch has shape {batch.shape}, expected (N, {expected[0]}, "
-                f"{expected[1]}, {expected[2]})"
+                f"{self.name}: input batch is {batch.dtype} {batch.shape}, expected "
+                f"{np.dtype(dtype).name} (N, {', '.join(map(str, expected))})"
             )
-        return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+        return self._infer(np.ascontiguousarray(batch))
 
     def warmup(self, iterations: int = 3, batch_size: int = 1) -> None:
-        spec = self.input_spec
-        dummy = np.zeros((batch_size, 3, spec.height, spec.width), dtype=np.float32)
+        dummy = self.example_batch(batch_size)
         for _ in range(iterations):
             self.infer(dummy)
 

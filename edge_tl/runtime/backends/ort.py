@@ -122,7 +122,10 @@ class OnnxRuntimeBackend(Backend):
         )
         cache.mkdir(parents=True, exist_ok=True)
         spec = self.input_spec
-        shape = f"{GRAPH_INPUT}:{{}}x3x{spec.height}x{spec.width}"
+        dims = (
+            f"{spec.height}x{spec.width}x3" if self.raw_input else f"3x{spec.height}x{spec.width}"
+        )
+        shape = f"{GRAPH_INPUT}:{{}}x{dims}"
         return (
             "TensorrtExecutionProvider",
             {

@@ -17,6 +17,7 @@ __all__ = ["TorchBackend"]
 class TorchBackend(Backend):
     name = "torch"
     requires = ("torch", "train")
+    runs_exported_graphs = False
 
     def __init__(
         self,
