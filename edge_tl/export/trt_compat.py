@@ -78,7 +78,7 @@ def check_tensorrt_compat(path: Path) -> list[Finding]:
                 )
             )
             continue
-        if node.op_type != "Cast" and uint8_inputs & set(node.input):
+        if node.op_type not in ("Cast", "Shape", "Size") and uint8_inputs & set(node.input):
             findings.append(
                 Finding(
                     name, node.op_type, "takes a uint8 graph input; TensorRT needs a Cast first"
