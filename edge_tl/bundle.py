@@ -348,6 +348,8 @@ def stage_bundle(
             for item in base.path.iterdir():
                 if item.is_file():
                     _link_or_copy(item, staging / item.name)
+                elif item.is_dir():  # reports/
+                    shutil.copytree(item, staging / item.name, copy_function=_link_or_copy)
             manifest = base.manifest.model_copy(deep=True)
         stage = BundleStage(staging, manifest)
         yield stage
@@ -432,7 +434,7 @@ def _write_manifest(directory: Path, manifest: Manifest) -> None:
     os.replace(tmp, directory / MANIFEST_NAME)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     try:
         os.link(src, dst)
     except OSError:

@@ -97,6 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        help="phase two: fine-tune the top backbone stages with augmentation for N epochs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-blocks",
+        type=int,
+        default=3,
+        help="backbone stages to fine-tune (default: %(default)s)",
+    )
+    p.add_argument(
+        "--balance", action="store_true", help="inverse-frequency class weights in the loss"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable image instead of skipping it",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted fine-tuning from its checkpoint",
+    )
     _add_json(p)
 
     p = command(
@@ -271,6 +296,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
 
     p = command(
+        "data-check",
+        _cmd_data_check,
+        "Check a dataset folder before training: unreadable, converted, tiny and duplicate images, class balance.",
+    )
+    p.add_argument("data", type=Path, help="DATA/<class>/<image> (or DATA/train, DATA/val)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero on any unreadable image")
+    _add_json(p)
+
+    p = command(
+        "eval",
+        _cmd_eval,
+        "Score a bundle on labelled image folders (default: its own validation split): top-1/3, per-class "
+        "precision/recall/F1, confusion matrix.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "data", type=Path, nargs="*", help="dataset folders with the bundle's class names"
+    )
+    _add_backend_options(p)
+    _add_json(p)
+
+    p = command(
         "info", _cmd_info, "Show a bundle: labels, input spec, artifacts, metrics, provenance."
     )
     p.add_argument("bundle", type=Path)
@@ -361,6 +408,7 @@ def _precision(text: str):  # type: ignore[no-untyped-def]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from edge_tl.train.finetune import FinetuneConfig
     from edge_tl.train.head import HeadConfig
     from edge_tl.train.pipeline import TrainConfig, train_bundle
 
@@ -374,6 +422,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         head=HeadConfig(epochs=args.epochs, seed=args.seed),
+        finetune=FinetuneConfig(
+            epochs=args.finetune_epochs, blocks=args.finetune_blocks, seed=args.seed
+        ),
+        balance=args.balance,
+        strict=args.strict,
+        resume=args.resume,
         overwrite=args.overwrite,
     )
     bundle = train_bundle(config)
@@ -610,6 +664,71 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 for r in results
             ],
         )
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from edge_tl.data.folder import scan_dataset
+    from edge_tl.data.validate import validate_folder
+
+    folder, _ = scan_dataset(args.data)
+    report = validate_folder(folder, strict=args.strict)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        _table(
+            f"{folder.root}: {len(folder.samples)} images",
+            ["class", "images"],
+            list(report.class_counts.items()),
+        )
+        for warning in report.warnings() or ["no problems found"]:
+            print(f"- {warning}")
+    return 1 if args.strict and report.unreadable else 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+    from edge_tl.data.folder import scan_dataset
+    from edge_tl.evaluate import collect_logits, labelled_subset, validation_images
+    from edge_tl.metrics import classification_report
+    from edge_tl.runtime import create_backend
+
+    bundle = Bundle.load(args.bundle)
+    sets = []
+    if not args.data:
+        images = validation_images(bundle)
+        if images is None:
+            raise EdgeTLError(
+                f"{bundle.path}: its validation images are not where training saw them; name a DATA folder"
+            )
+        sets.append(("val (bundle split)", images))
+    for folder_path in args.data:
+        folder, _ = scan_dataset(folder_path)
+        sets.append((str(folder_path), labelled_subset(bundle, folder, folder.samples)))
+    results = {}
+    with create_backend(bundle, args.backend, _precision(args.precision), args.threads) as backend:
+        for name, images in sets:
+            logits = collect_logits([backend], images.paths, description=f"eval {name}")[0]
+            results[name] = classification_report(logits, images.labels, bundle.labels)
+        description = backend.describe()
+    if args.json:
+        _print_json({"backend": description, "sets": results})
+        return 0
+    _table(
+        f"{bundle.path} · {description}",
+        ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in bundle.labels]],
+        [
+            [
+                name,
+                r["images"],
+                _pct(r["top1"]),
+                _pct(r["top3"]),
+                f"{r['macro_f1']:.3f}",
+                *[_pct(r["per_class"][c]["recall"]) for c in bundle.labels],
+            ]
+            for name, r in results.items()
+        ],
+    )
     return 0
 
 

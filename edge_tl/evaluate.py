@@ -27,6 +27,7 @@ __all__ = [
     "agreement",
     "max_abs_diff",
     "validation_images",
+    "labelled_subset",
 ]
 
 

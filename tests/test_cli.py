@@ -18,7 +18,18 @@ from edge_tl.bundle import Bundle
 from edge_tl.cli import build_parser, main
 from tests.conftest import run_cli
 
-COMMANDS = ["train", "export", "build", "predict", "stream", "bench", "info", "demo"]
+COMMANDS = [
+    "train",
+    "data-check",
+    "export",
+    "build",
+    "predict",
+    "eval",
+    "stream",
+    "bench",
+    "info",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -45,6 +56,8 @@ def test_every_command_is_listed_in_top_level_help() -> None:
         ["stream", "does/not/exist", "--source", "none.mp4"],
         ["export", "does/not/exist"],
         ["build", "does/not/exist"],
+        ["eval", "does/not/exist"],
+        ["data-check", "does/not/exist"],
         ["train", "does/not/exist", "-o", "out"],
     ],
 )

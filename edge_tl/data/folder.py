@@ -13,7 +13,14 @@ from pathlib import Path
 
 from edge_tl.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "Sample", "ImageFolder", "scan_image_folder", "stratified_split"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Sample",
+    "ImageFolder",
+    "scan_image_folder",
+    "scan_dataset",
+    "stratified_split",
+]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -39,11 +46,14 @@ class ImageFolder:
             counts[self.classes[sample.label]] += 1
         return counts
 
-    def fingerprint(self) -> str:
-        """sha256 over every (relative path, content hash): changes when any image changes."""
+    def fingerprint(self, content_hash: dict[str, str] | None = None) -> str:
+        """sha256 over every (relative path, content hash): changes when any image changes.
+        Pass the hashes the validator already computed to avoid reading every file again."""
         digest = hashlib.sha256()
         for sample in self.samples:
-            content = hashlib.sha256(self.path(sample).read_bytes()).hexdigest()
+            content = (content_hash or {}).get(sample.relpath) or hashlib.sha256(
+                self.path(sample).read_bytes()
+            ).hexdigest()
             digest.update(f"{sample.relpath}\0{content}\n".encode())
         return digest.hexdigest()
 
@@ -90,24 +100,60 @@ def scan_image_folder(root: str | os.PathLike[str], min_classes: int = 2) -> Ima
 
 
 def stratified_split(
-    samples: list[Sample], val_fraction: float, seed: int
+    samples: list[Sample], val_fraction: float, seed: int, group_of: dict[str, str] | None = None
 ) -> tuple[list[Sample], list[Sample]]:
-    """Seeded per-class split; every class keeps ≥ 1 training image and, if asked, ≥ 1 val image."""
+    """Seeded per-class split; every class keeps ≥ 1 training image and, if asked, ≥ 1 val image.
+
+    Samples with the same `group_of[relpath]` (e.g. identical content) land on the same side,
+    so an exact duplicate can never be in train and val at once.
+    """
     if not 0 <= val_fraction < 1:
         raise DataError(f"val fraction must be in [0, 1), got {val_fraction}")
-    by_label: dict[int, list[Sample]] = {}
-    for sample in samples:
-        by_label.setdefault(sample.label, []).append(sample)
+    groups: dict[tuple[int, str], list[Sample]] = {}
+    for sample in sorted(samples, key=lambda s: s.relpath):
+        key = (group_of or {}).get(sample.relpath, sample.relpath)
+        groups.setdefault((sample.label, key), []).append(sample)
+    by_label: dict[int, list[list[Sample]]] = {}
+    for (label, _), members in groups.items():
+        by_label.setdefault(label, []).append(members)
     rng = random.Random(seed)
     train, val = [], []
     for label in sorted(by_label):
-        group = sorted(by_label[label], key=lambda s: s.relpath)
-        rng.shuffle(group)
-        n_val = round(len(group) * val_fraction)
-        if val_fraction > 0 and len(group) >= 2:
-            n_val = min(max(n_val, 1), len(group) - 1)
+        label_groups = by_label[label]
+        rng.shuffle(label_groups)
+        total = sum(len(g) for g in label_groups)
+        n_val = round(total * val_fraction)
+        if val_fraction > 0 and len(label_groups) >= 2:
+            n_val = min(max(n_val, 1), total - 1)
         else:
             n_val = 0
-        val.extend(group[:n_val])
-        train.extend(group[n_val:])
+        taken = 0
+        for members in label_groups:
+            if taken + len(members) <= n_val:
+                val.extend(members)
+                taken += len(members)
+            else:
+                train.extend(members)
     return train, val
+
+
+def scan_dataset(root: str | os.PathLike[str]) -> tuple[ImageFolder, list[str] | None]:
+    """An ImageFolder, or a folder with train/ and val/ (and optional test/) splits inside.
+
+    Returns the folder (relpaths keep the split prefix) and the predefined validation relpaths,
+    or None when the split is ours to make.
+    """
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train = scan_image_folder(root / "train")
+        val = scan_image_folder(root / "val")
+        if val.classes != train.classes:
+            raise DataError(
+                f"{root}: val/ classes ({', '.join(val.classes)}) differ from train/ classes "
+                f"({', '.join(train.classes)})"
+            )
+        samples = [Sample(f"train/{s.relpath}", s.label) for s in train.samples]
+        val_samples = [Sample(f"val/{s.relpath}", s.label) for s in val.samples]
+        folder = ImageFolder(root=root, classes=train.classes, samples=samples + val_samples)
+        return folder, [s.relpath for s in val_samples]
+    return scan_image_folder(root), None

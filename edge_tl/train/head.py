@@ -44,6 +44,7 @@ def fit_linear_head(
     val_y: np.ndarray,
     num_classes: int,
     config: HeadConfig = HeadConfig(),
+    class_weights: np.ndarray | None = None,
 ) -> HeadResult:
     """AdamW + cosine schedule + label smoothing on features; best validation epoch wins
     (the last epoch when there is no validation set)."""
@@ -61,7 +62,8 @@ def fit_linear_head(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=config.epochs * steps_per_epoch
     )
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    weight = torch.from_numpy(class_weights).float() if class_weights is not None else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     best: HeadResult | None = None
     history = []
     for epoch in range(1, config.epochs + 1):

@@ -11,10 +11,11 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge_tl._deps import require
+from edge_tl._deps import is_available, require
 from edge_tl._malloc import tune_malloc
 from edge_tl.bundle import (
     SCHEMA_VERSION,
@@ -29,10 +30,14 @@ from edge_tl.bundle import (
     new_provenance,
     stage_bundle,
 )
-from edge_tl.data.folder import ImageFolder, Sample, scan_image_folder, stratified_split
+from edge_tl.data.folder import ImageFolder, Sample, scan_dataset, stratified_split
+from edge_tl.data.validate import validate_folder
+from edge_tl.metrics import classification_report
 from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
+from edge_tl.runtime.preprocess import load_image, preprocess
 from edge_tl.train.features import extract_features
+from edge_tl.train.finetune import FinetuneConfig, finetune
 from edge_tl.train.head import HeadConfig, accuracy, fit_linear_head
 
 __all__ = ["TrainConfig", "train_bundle", "MODEL_FILE", "TRAIN_REPORT_FILE"]
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 TRAIN_REPORT_FILE = "train_report.json"
+REPORTS_DIR = "reports"
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,15 @@ class TrainConfig:
     batch_size: int = 32
     threads: int | None = None
     head: HeadConfig = field(default_factory=HeadConfig)
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=0))
+    balance: bool = False  # inverse-frequency class weights in the loss
+    strict: bool = False  # an unreadable image is fatal instead of skipped
+    resume: bool = False  # continue fine-tuning from the checkpoint beside the output
     overwrite: bool = False
 
 
 def train_bundle(config: TrainConfig) -> Bundle:
-    """Train and write a bundle at `config.output`; returns it loaded and verified."""
+    """Check the data, train both phases, write a bundle at `config.output`, return it verified."""
     tune_malloc()
     torch = require("torch", "train")
     if config.threads:
@@ -67,8 +77,27 @@ def train_bundle(config: TrainConfig) -> Bundle:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
 
-    folder = scan_image_folder(config.data_dir)
-    train, val = stratified_split(folder.samples, config.val_fraction, config.seed)
+    folder, predefined_val = scan_dataset(config.data_dir)
+    data_report = validate_folder(folder, strict=config.strict)
+    for warning in data_report.warnings():
+        log.warning("%s: %s", folder.root, warning)
+    unreadable = {issue.relpath for issue in data_report.unreadable}
+    usable = [s for s in folder.samples if s.relpath not in unreadable]
+    if predefined_val is not None:
+        val_set = set(predefined_val)
+        train = [s for s in usable if s.relpath not in val_set]
+        val = [s for s in usable if s.relpath in val_set]
+    else:
+        train, val = stratified_split(
+            usable, config.val_fraction, config.seed, data_report.content_hash
+        )
+    leaks = data_report.cross_split_duplicates(train, val)
+    if leaks:
+        log.warning(
+            "%d validation image(s) also in train (e.g. %s = %s): validation accuracy is inflated",
+            len(leaks),
+            *leaks[0],
+        )
     spec = get_spec(config.backbone)
     input_spec = spec.input_spec(config.input_size, config.resize)
     log.info(
@@ -80,6 +109,8 @@ def train_bundle(config: TrainConfig) -> Bundle:
         config.backbone,
         input_spec.height,
     )
+    train_y, val_y = _labels(train), _labels(val)
+    class_weights = _class_weights(train_y, len(folder.classes)) if config.balance else None
 
     model = create_backbone(config.backbone, len(folder.classes), pretrained=True)
     t0 = time.perf_counter()
@@ -90,26 +121,49 @@ def train_bundle(config: TrainConfig) -> Bundle:
         model, _paths(folder, val), input_spec, config.batch_size, "features (val)"
     )
     feature_seconds = time.perf_counter() - t0
-    train_y, val_y = _labels(train), _labels(val)
 
     t0 = time.perf_counter()
-    result = fit_linear_head(train_x, train_y, val_x, val_y, len(folder.classes), config.head)
+    result = fit_linear_head(
+        train_x, train_y, val_x, val_y, len(folder.classes), config.head, class_weights
+    )
     head_seconds = time.perf_counter() - t0
     classifier = getattr(model, spec.classifier)
     with torch.no_grad():
         classifier.weight.copy_(torch.from_numpy(result.weight))
         classifier.bias.copy_(torch.from_numpy(result.bias))
-    val_top1 = accuracy(val_x @ result.weight.T + result.bias, val_y) if len(val) else None
+    head_val_top1 = accuracy(val_x @ result.weight.T + result.bias, val_y) if len(val) else None
 
+    finetune_history: list[dict[str, float]] = []
+    finetune_seconds = 0.0
+    if config.finetune.epochs > 0:
+        t0 = time.perf_counter()
+        finetune_history = finetune(
+            model,
+            input_spec,
+            [load_image(p) for p in _paths(folder, train)],
+            train_y,
+            [load_image(p) for p in _paths(folder, val)],
+            val_y,
+            config.finetune,
+            checkpoint=_checkpoint_path(config.output),
+            resume=config.resume,
+            class_weights=class_weights,
+        )
+        finetune_seconds = time.perf_counter() - t0
+
+    val_logits = (
+        _logits(model, _paths(folder, val), input_spec, config.batch_size) if len(val) else None
+    )
+    evaluation = (
+        classification_report(val_logits, val_y, folder.classes) if val_logits is not None else None
+    )
     dataset = DatasetInfo(
         root=str(folder.root.resolve()),
-        fingerprint=folder.fingerprint(),
+        fingerprint=folder.fingerprint(data_report.content_hash),
         num_images=len(folder.samples),
         class_counts=folder.class_counts(),
         split=SplitInfo(
-            seed=config.seed,
-            val_fraction=config.val_fraction,
-            val_files=[s.relpath for s in val],
+            seed=config.seed, val_fraction=config.val_fraction, val_files=[s.relpath for s in val]
         ),
     )
     manifest = Manifest(
@@ -127,30 +181,114 @@ def train_bundle(config: TrainConfig) -> Bundle:
         provenance=new_provenance(dataset),
     )
     total_seconds = time.perf_counter() - started
+    phases = "frozen backbone + head" + (
+        f", fine-tuned top {config.finetune.blocks} stages" if finetune_history else ""
+    )
     manifest.metrics["torch"] = {
         "precision": Precision.FP32.value,
         "split": "val",
         "num_images": len(val),
-        "top1": val_top1,
-        "path": "torch eager cpu (features + head)",
+        "top1": evaluation["top1"] if evaluation else None,
+        "top3": evaluation["top3"] if evaluation else None,
+        "per_class_recall": {k: v["recall"] for k, v in evaluation["per_class"].items()}
+        if evaluation
+        else {},
+        "path": f"torch eager cpu ({phases})",
     }
     report = {
         "config": _jsonable(asdict(config)),
-        "phase": "frozen backbone, linear head on cached features",
-        "best_epoch": result.best_epoch,
-        "val_top1": val_top1,
+        "phases": phases,
+        "data": data_report.as_dict() | {"cross_split_duplicates": leaks},
+        "head": {
+            "best_epoch": result.best_epoch,
+            "val_top1": head_val_top1,
+            "history": result.history,
+        },
+        "finetune": {"history": finetune_history},
+        "val": evaluation,
         "train_images": len(train),
         "val_images": len(val),
-        "seconds": {"features": feature_seconds, "head": head_seconds, "total": total_seconds},
-        "history": result.history,
+        "seconds": {
+            "features": feature_seconds,
+            "head": head_seconds,
+            "finetune": finetune_seconds,
+            "total": total_seconds,
+        },
     }
     with stage_bundle(config.output, overwrite=config.overwrite) as stage:
         stage.manifest = manifest
         save_model(model, stage.new_file(MODEL_FILE), config.backbone, len(folder.classes))
         stage.add_artifact(MODEL_FILE, ArtifactKind.TORCH, Precision.FP32)
         stage.new_file(TRAIN_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    log.info("wrote %s (val top-1 %s) in %.1f s", config.output, val_top1, total_seconds)
+        _write_plots(stage.dir / REPORTS_DIR, report, folder, val, val_logits)
+    log.info(
+        "wrote %s (val top-1 %s) in %.1f s",
+        config.output,
+        manifest.metrics["torch"]["top1"],
+        total_seconds,
+    )
     return Bundle.load(config.output)
+
+
+def _write_plots(
+    out: Path,
+    report: dict[str, Any],
+    folder: ImageFolder,
+    val: list[Sample],
+    val_logits: np.ndarray | None,
+) -> None:
+    """Confusion matrix, curves and the worst validation mistakes, when matplotlib is there."""
+    if not is_available("matplotlib"):
+        log.warning("matplotlib not installed: no PNG reports (pip install 'edge-tl[train]')")
+        return
+    from edge_tl.reports import plot_confusion, plot_curves, plot_worst
+
+    out.mkdir(exist_ok=True)
+    plot_curves(report["head"]["history"], "head on cached features", out / "curves-head.png")
+    if report["finetune"]["history"]:
+        plot_curves(report["finetune"]["history"], "fine-tuning", out / "curves-finetune.png")
+    if val_logits is None or report["val"] is None:
+        return
+    plot_confusion(
+        report["val"]["confusion_matrix"], folder.classes, "validation", out / "confusion-val.png"
+    )
+    (out / "confusion-val.json").write_text(json.dumps(report["val"], indent=2) + "\n")
+    labels = _labels(val)
+    shifted = val_logits - val_logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    wrong = np.flatnonzero(val_logits.argmax(axis=1) != labels)
+    worst = wrong[np.argsort(probabilities[wrong, labels[wrong]])][:24]
+    plot_worst(
+        [load_image(folder.path(val[i])) for i in worst],
+        [
+            f"{folder.classes[labels[i]]}→{folder.classes[int(val_logits[i].argmax())]} "
+            f"{probabilities[i].max():.2f}"
+            for i in worst
+        ],
+        f"worst validation mistakes ({len(wrong)} of {len(val)})",
+        out / "worst-val.png",
+    )
+
+
+def _logits(model: Any, paths: list[Path], spec: Any, batch_size: int) -> np.ndarray:
+    torch = require("torch", "train")
+    model = model.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch_size):
+            batch = preprocess([load_image(p) for p in paths[start : start + batch_size]], spec)
+            chunks.append(model(torch.from_numpy(batch)).float().numpy())
+    return np.concatenate(chunks)
+
+
+def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+def _checkpoint_path(output: Path) -> Path:
+    return output.parent / f".{output.name}.finetune-checkpoint.pt"
 
 
 def _paths(folder: ImageFolder, samples: list[Sample]) -> list[Path]:

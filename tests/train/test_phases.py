@@ -1,0 +1,73 @@
+"""Each transfer-learning phase changes the weights it should, and only those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_tl.data.folder import scan_image_folder  # noqa: E402
+from edge_tl.models.registry import create_backbone, get_spec  # noqa: E402
+from edge_tl.runtime.preprocess import load_image  # noqa: E402
+from edge_tl.train.features import extract_features  # noqa: E402
+from edge_tl.train.finetune import FinetuneConfig, finetune  # noqa: E402
+from edge_tl.train.head import HeadConfig, fit_linear_head  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> set[str]:
+    return {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+
+
+@pytest.fixture(scope="module")
+def data(tiny_dataset: Path) -> tuple[list[Path], np.ndarray]:
+    folder = scan_image_folder(tiny_dataset)
+    return [folder.path(s) for s in folder.samples], np.array([s.label for s in folder.samples])
+
+
+def test_feature_cache_phase_touches_only_the_head(data: tuple[list[Path], np.ndarray]) -> None:
+    paths, labels = data
+    model = create_backbone("efficientnet_lite0", 3, pretrained=True)
+    spec = get_spec("efficientnet_lite0").input_spec(64)
+    before = _snapshot(model)
+    features = extract_features(model, paths, spec, batch_size=16)
+    assert _changed(before, model) == set()  # extraction runs in eval mode: BN stats untouched
+    result = fit_linear_head(features, labels, features[:0], labels[:0], 3, HeadConfig(epochs=30))
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.from_numpy(result.weight))
+        model.classifier.bias.copy_(torch.from_numpy(result.bias))
+    assert _changed(before, model) == {"classifier.weight", "classifier.bias"}
+    assert result.history[-1]["train_top1"] > 0.9  # the head learned the three patterns
+
+
+def test_finetune_changes_top_blocks_and_head_only(data: tuple[list[Path], np.ndarray]) -> None:
+    paths, labels = data
+    model = create_backbone("efficientnet_lite0", 3, pretrained=True)
+    spec = get_spec("efficientnet_lite0").input_spec(64)
+    images = [load_image(p) for p in paths]
+    before = _snapshot(model)
+    history = finetune(
+        model,
+        spec,
+        images,
+        labels,
+        images[:6],
+        labels[:6],
+        FinetuneConfig(epochs=1, blocks=2, batch_size=12),
+    )
+    assert len(history) == 1 and history[0]["loss"] > 0
+    changed = _changed(before, model)
+    assert {k.split(".")[0] for k in changed} == {"blocks", "conv_head", "bn2", "classifier"}
+    assert {k.split(".")[1] for k in changed if k.startswith("blocks.")} == {
+        "5",
+        "6",
+    }  # the top 2 stages
+    assert not any(k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.4.")) for k in changed)
