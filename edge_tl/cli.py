@@ -280,19 +280,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "bench",
         _cmd_bench,
-        "Measure batch latency (p50/p99) of backends on this machine, in one run.",
+        "Benchmark backends x precisions x batch sizes in one run: latency percentiles, throughput, "
+        "per-stage times, load time, memory, the naive PyTorch baseline and the machine; or compare two runs.",
     )
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=Path, nargs="?", help="bundle to benchmark (omit with --compare)")
     p.add_argument(
         "--backends", default="onnxruntime,torch", help="comma-separated (default: %(default)s)"
     )
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    p.add_argument(
+        "--precisions", "--precision", default="fp32", help="comma-separated (default: %(default)s)"
+    )
+    p.add_argument(
+        "--batch", default="1", help="comma-separated batch sizes (default: %(default)s)"
+    )
     p.add_argument(
         "--warmup", type=int, default=10, help="untimed iterations (default: %(default)s)"
     )
     p.add_argument("--iters", type=int, default=100, help="timed iterations (default: %(default)s)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds per configuration instead of --iters"
+    )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every backend")
+    p.add_argument(
+        "--no-naive", action="store_true", help="skip the naive PyTorch baseline (fresh process)"
+    )
+    p.add_argument(
+        "--no-stages", action="store_true", help="skip the per-stage breakdown on real images"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write NAME.json, NAME.md and PNG plots into this folder",
+    )
+    p.add_argument(
+        "--name", default="bench", help="file name stem for --out (default: %(default)s)"
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE.json", "AFTER.json"),
+        help="show the change between two saved runs; regressions over 10%% are flagged",
+    )
     _add_json(p)
 
     p = command(
@@ -386,7 +416,8 @@ def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]])
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(v) for v in row))
-    Console().print(table)
+    # a pipe or log file gets full cells instead of rich's 80-column truncation
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _pct(value: float | None) -> str:
@@ -627,44 +658,84 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edge_tl.bench.latency import bench_backends
+    if args.compare:
+        return _bench_compare(args)
+    from edge_tl.bench.report import HEADER, rows, write_reports
+    from edge_tl.bench.run import BenchConfig, run_benchmark
     from edge_tl.bundle import Bundle
 
+    if args.bundle is None:
+        raise EdgeTLError("bench: name a BUNDLE (or use --compare BEFORE.json AFTER.json)")
     bundle = Bundle.load(args.bundle)
-    names = [n.strip() for n in args.backends.split(",") if n.strip()]
-    results = bench_backends(
-        bundle, names, _precision(args.precision), args.batch, args.warmup, args.iters, args.threads
+    config = BenchConfig(
+        backends=tuple(n.strip() for n in args.backends.split(",") if n.strip()),
+        precisions=tuple(
+            dict.fromkeys(_precision(p.strip()) for p in args.precisions.split(",") if p.strip())
+        ),
+        batches=_batch_sizes(args.batch),
+        warmup=args.warmup,
+        iterations=args.iters,
+        duration_s=args.duration,
+        threads=args.threads,
+        naive_baseline=not args.no_naive,
+        stages=not args.no_stages,
     )
-    slowest = max(r.latency.p50_ms for r in results)
-    payload = {
-        "bundle": str(bundle.path),
-        "batch": args.batch,
-        "threads": args.threads,
-        "results": [
-            r.as_dict() | {"speedup_vs_slowest_p50": slowest / r.latency.p50_ms} for r in results
-        ],
-    }
+    result = run_benchmark(bundle, config)
+    written = write_reports(result, args.out, args.name) if args.out else []
     if args.json:
-        _print_json(payload)
+        _print_json(result | {"written": [str(p) for p in written]})
+        return 0
+    _table(f"{result['model']} {result['input']} · {result['system']['cpu']}", HEADER, rows(result))
+    for skipped in result["skipped"]:
+        print(f"skipped {skipped['backend']} {skipped['precision']}: {skipped['reason']}")
+    if result["noisy"]:
+        print(
+            f"warning: noisy measurements (IQR > 25% of p50): {', '.join(result['noisy'])}; ratios are less trustworthy"
+        )
+    print(
+        f"harness overhead {result['harness_overhead_us']:.2f} µs/iteration; peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    from edge_tl.bench.compare import compare_runs
+
+    changes = compare_runs(*args.compare)
+    if args.json:
+        _print_json(changes)
     else:
         _table(
-            f"batch {args.batch} latency · {args.iters} iterations after {args.warmup} warm-up",
-            ["backend", "p50 ms", "p99 ms", "mean ms", "IQR ms", "img/s", "speed-up", "load s"],
+            f"{args.compare[0]} → {args.compare[1]}",
+            ["backend", "precision", "batch", "p50 before", "p50 after", "change", ""],
             [
                 [
-                    r.description,
-                    f"{r.latency.p50_ms:.2f}",
-                    f"{r.latency.p99_ms:.2f}",
-                    f"{r.latency.mean_ms:.2f}",
-                    f"{r.latency.iqr_ms:.2f}" + (" (noisy)" if r.latency.noisy else ""),
-                    f"{r.throughput:.1f}",
-                    f"{slowest / r.latency.p50_ms:.2f}x",
-                    f"{r.load_seconds:.2f}",
+                    c["backend"],
+                    c["precision"],
+                    c["batch"],
+                    f"{c['p50_before_ms']:.2f}",
+                    f"{c['p50_after_ms']:.2f}",
+                    f"{c['change']:+.1%}",
+                    ("REGRESSION" if c["regression"] else "") + (" (noisy)" if c["noisy"] else ""),
                 ]
-                for r in results
+                for c in changes
             ],
         )
-    return 0
+    return 1 if any(c["regression"] and not c["noisy"] for c in changes) else 0
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise EdgeTLError(
+            f"--batch '{text}': expected comma-separated integers, e.g. 1,8,32"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise EdgeTLError(f"--batch '{text}': batch sizes must be >= 1")
+    return sizes
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_tl.bench.latency import bench_backends
+from edge_tl.bench.run import BenchConfig, run_benchmark
 from edge_tl.bundle import Bundle
 from edge_tl.data.folder import scan_image_folder
 from edge_tl.data.sample import sample_dataset_dir, sample_holdout_dir
@@ -95,16 +95,15 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     bundle = Bundle.load(bundle_dir)
 
     t0 = time.perf_counter()
-    bench = bench_backends(
+    bench = run_benchmark(
         bundle,
-        ["onnxruntime", "torch"],
-        warmup=10,
-        iterations=config.bench_iterations,
-        threads=config.threads,
+        BenchConfig(iterations=config.bench_iterations, threads=config.threads, stage_images=32),
     )
     timings["bench_s"] = time.perf_counter() - t0
-    by_backend = {r.backend: r for r in bench}
-    ratio = by_backend["torch"].latency.p50_ms / by_backend["onnxruntime"].latency.p50_ms
+    by_backend = {r["backend"]: r for r in bench["results"]}
+    ratio = (
+        by_backend["torch"]["latency"]["p50_ms"] / by_backend["onnxruntime"]["latency"]["p50_ms"]
+    )
 
     holdout = scan_image_folder(sample_holdout_dir())
     paths = [holdout.path(s) for s in holdout.samples]
@@ -140,7 +139,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "val_top1_torch": manifest.metrics["torch"]["top1"],
         "val_top1_onnxruntime_fp32": manifest.metrics.get("fp32", {}).get("top1"),
         "export": [p.as_dict() for p in precisions],
-        "bench": [r.as_dict() for r in bench],
+        "bench": bench,
         "speedup_onnxruntime_vs_torch_p50": ratio,
         "stream": {
             "clip": str(clip),
@@ -161,8 +160,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(what, value) rows shared by the terminal table and the Markdown report."""
-    bench = {b["backend"]: b for b in result["bench"]}
+    bench = {b["backend"]: b for b in result["bench"]["results"]}
     ort, torch = bench["onnxruntime"]["latency"], bench["torch"]["latency"]
+    naive = result["bench"]["naive_torch"].get("1", {}).get("latency")
     by_precision = {p["precision"]: p for p in result["export"]}
     parity = by_precision["fp32"]["details"]["parity_vs_torch"]
     stream = result["stream"]
@@ -192,7 +192,15 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ],
         ("batch-1 p50 / p99, ONNX Runtime", f"{ort['p50_ms']:.2f} / {ort['p99_ms']:.2f} ms"),
         ("batch-1 p50 / p99, PyTorch eager", f"{torch['p50_ms']:.2f} / {torch['p99_ms']:.2f} ms"),
-        ("ONNX Runtime speed-up (p50)", f"{result['speedup_onnxruntime_vs_torch_p50']:.2f}x"),
+        (
+            "ONNX Runtime speed-up (p50)",
+            f"{result['speedup_onnxruntime_vs_torch_p50']:.2f}x vs tuned PyTorch"
+            + (
+                f", {naive['p50_ms'] / ort['p50_ms']:.2f}x vs naive PyTorch ({naive['p50_ms']:.2f} ms)"
+                if naive
+                else ""
+            ),
+        ),
         (
             "stream (held-out clip)",
             f"{stream['frames']} frames at {stream['fps']:.1f} fps, "

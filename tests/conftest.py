@@ -90,3 +90,12 @@ def run_cli(
         timeout=timeout,
         env=env,
     )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path → bytes), to prove nothing changed."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -21,6 +21,7 @@ from edge_tl.bundle import (
     stage_bundle,
 )
 from edge_tl.errors import BundleError
+from tests.conftest import snapshot
 
 
 def _manifest() -> Manifest:
@@ -116,13 +117,13 @@ def test_not_a_bundle(tmp_path: Path) -> None:
 
 
 def test_failed_update_leaves_bundle_untouched(bundle_dir: Path) -> None:
-    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
+    before = snapshot(bundle_dir)
     base = Bundle.load(bundle_dir)
     with pytest.raises(RuntimeError), stage_bundle(bundle_dir, base=base) as stage:
         stage.new_file("fp32.onnx").write_bytes(b"new graph")  # must not reach the original
         stage.add_artifact("fp32.onnx", ArtifactKind.ONNX, Precision.FP32)
         raise RuntimeError("killed half-way")
-    assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
+    assert snapshot(bundle_dir) == before
     assert not [p for p in bundle_dir.parent.iterdir() if p.name.startswith(".edge-tl-staging-")]
 
 

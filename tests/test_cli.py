@@ -16,7 +16,7 @@ import pytest
 
 from edge_tl.bundle import Bundle
 from edge_tl.cli import build_parser, main
-from tests.conftest import run_cli
+from tests.conftest import run_cli, snapshot
 
 COMMANDS = [
     "train",
@@ -142,7 +142,7 @@ def test_killed_export_leaves_previous_bundle_intact(exported_bundle: Path, tmp_
 
     bundle_dir = tmp_path / "bundle"
     shutil.copytree(exported_bundle, bundle_dir)
-    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
+    before = snapshot(bundle_dir)
     code = "import sys\nfrom edge_tl.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     process = subprocess.Popen(
         [sys.executable, "-c", code, "export", str(bundle_dir)],
@@ -160,7 +160,7 @@ def test_killed_export_leaves_previous_bundle_intact(exported_bundle: Path, tmp_
     assert staged_graph is not None, "export never started writing its staged graph"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
+    assert snapshot(bundle_dir) == before
     Bundle.load(bundle_dir)  # still valid, hashes included
     # the next write clears what the killed process left behind
     assert (

@@ -1,6 +1,6 @@
-"""Benchmarks: timing harness, statistics and reports."""
+"""Benchmarks: timing harness, statistics, system facts, reports and comparisons."""
 
-from edge_tl.bench.latency import BackendResult, bench_backends
+from edge_tl.bench.run import BenchConfig, run_benchmark
 from edge_tl.bench.stats import LatencyStats
 
-__all__ = ["BackendResult", "LatencyStats", "bench_backends"]
+__all__ = ["BenchConfig", "LatencyStats", "run_benchmark"]

@@ -12,7 +12,7 @@ import pytest
 from edge_tl.bundle import ArtifactKind, Bundle, Precision
 from edge_tl.errors import BundleError, ExportError
 from edge_tl.export import ExportOptions, export_bundle
-from tests.conftest import run_cli
+from tests.conftest import run_cli, snapshot
 
 onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
@@ -103,13 +103,13 @@ def test_too_few_calibration_images_leaves_bundle_untouched(
 ) -> None:
     bundle_dir = tmp_path / "b"
     shutil.copytree(exported_bundle, bundle_dir)
-    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
+    before = snapshot(bundle_dir)
     result = run_cli("export", str(bundle_dir), "--precision", "int8", "--calib-images", "4")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("edge-tl: error: --calib-images 4: too few")
     result = run_cli("export", str(bundle_dir), "--precision", "int8", "--calib-images", "500")
     assert result.returncode == 1 and "only 27 training images" in result.stderr
-    assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
+    assert snapshot(bundle_dir) == before
 
 
 def test_unknown_precision_is_one_line(exported_bundle: Path) -> None:
