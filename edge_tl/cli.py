@@ -278,6 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p, "print the run summary as JSON (events still go to --out)")
 
     p = command(
+        "serve",
+        _cmd_serve,
+        "Run the on-device daemon: several streams, shared batching backend, sinks, /metrics and /healthz "
+        "(config: TOML or YAML; see deploy/edge-tl.toml).",
+    )
+    p.add_argument("config", type=Path)
+    _add_json(p, "print the final stream states as JSON on exit")
+
+    p = command(
         "bench",
         _cmd_bench,
         "Benchmark backends x precisions x batch sizes in one run: latency percentiles, throughput, "
@@ -654,6 +663,15 @@ def _cmd_stream(args: argparse.Namespace) -> int:
             f"{summary.frames} frames at {summary.fps:.1f} fps ({description}) → {args.out}; "
             f"classes: {summary.label_counts}"
         )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from edge_tl.runtime.daemon import serve
+
+    report = serve(args.config)
+    if args.json:
+        _print_json(report)
     return 0
 
 

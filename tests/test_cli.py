@@ -27,6 +27,7 @@ COMMANDS = [
     "eval",
     "stream",
     "bench",
+    "serve",
     "info",
     "demo",
 ]

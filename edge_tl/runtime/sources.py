@@ -1,44 +1,87 @@
-"""Frame sources. This module: video files read frame by frame (deterministic, nothing dropped).
+"""Frame sources: video files, cameras (/dev/videoN or an index), RTSP/HTTP URLs, GStreamer
+pipelines, image folders.
 
-Each frame carries its index, its position in the media and the wall-clock time it was read.
+Files are read frame by frame (deterministic, nothing dropped) unless `realtime`. Live sources
+run one reader thread each that keeps only the newest frame, so latency never grows with time;
+a source that fails or ends reconnects with exponential backoff and jitter, and reports its
+state (connecting, live, stalled, reconnecting, stopped).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import random
+import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_tl.errors import SourceError
 
-__all__ = ["Frame", "VideoFileSource"]
+__all__ = [
+    "Frame",
+    "SourceState",
+    "SourceStats",
+    "VideoFileSource",
+    "ImageFolderSource",
+    "LiveSource",
+    "Backoff",
+    "open_source",
+    "is_live",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Frame:
     index: int
     image: np.ndarray  # HxWx3 uint8 BGR
-    media_ms: float  # position in the media (file time), ms
+    media_ms: float  # position in the media for files; ms since the source opened for live
     captured_at: float  # time.time() when the frame was decoded
     decode_ms: float
+
+
+class SourceState(str, Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    STALLED = "stalled"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass
+class SourceStats:
+    frames_read: int = 0
+    frames_dropped: int = 0  # replaced by a newer frame before anyone took them
+    reconnects: int = 0
+    last_frame_at: float = 0.0
 
 
 class VideoFileSource:
     """Iterate the frames of a video file; fails with the file named if OpenCV cannot open it."""
 
+    live = False
+
     def __init__(
-        self, path: str | os.PathLike[str], stride: int = 1, max_frames: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        stride: int = 1,
+        max_frames: int | None = None,
+        realtime: bool = False,
     ) -> None:
         self.path = Path(path)
         if stride < 1:
             raise SourceError(f"{self.path}: stride must be >= 1, got {stride}")
-        self.stride = stride
-        self.max_frames = max_frames
+        self.stride, self.max_frames, self.realtime = stride, max_frames, realtime
         if not self.path.is_file():
             raise SourceError(f"{self.path}: no such video file")
         self._capture = cv2.VideoCapture(str(self.path))
@@ -48,9 +91,12 @@ class VideoFileSource:
             )
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.state = SourceState.LIVE
+        self.stats = SourceStats()
 
     def __iter__(self) -> Iterator[Frame]:
         index, emitted = -1, 0
+        started = time.perf_counter()
         try:
             while self.max_frames is None or emitted < self.max_frames:
                 t0 = time.perf_counter()
@@ -59,18 +105,227 @@ class VideoFileSource:
                 if not ok:
                     return
                 index += 1
+                self.stats.frames_read += 1
                 if index % self.stride:
                     continue
+                media_ms = float(self._capture.get(cv2.CAP_PROP_POS_MSEC))
+                if self.realtime and self.fps:  # pace like a camera would
+                    delay = started + index / self.fps - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
                 emitted += 1
-                yield Frame(
-                    index=index,
-                    image=image,
-                    media_ms=float(self._capture.get(cv2.CAP_PROP_POS_MSEC)),
-                    captured_at=time.time(),
-                    decode_ms=decode_ms,
-                )
+                self.stats.last_frame_at = time.time()
+                yield Frame(index, image, media_ms, self.stats.last_frame_at, decode_ms)
         finally:
             self.close()
 
     def close(self) -> None:
         self._capture.release()
+        self.state = SourceState.STOPPED
+
+
+class ImageFolderSource:
+    """Every image of a folder (sorted) as one frame each; deterministic."""
+
+    live = False
+
+    def __init__(self, path: str | os.PathLike[str], max_frames: int | None = None) -> None:
+        from edge_tl.data.folder import IMAGE_SUFFIXES
+
+        self.path = Path(path)
+        self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"{self.path}: no images in this folder")
+        self.files = self.files[:max_frames] if max_frames else self.files
+        self.fps, self.frame_count = 0.0, len(self.files)
+        self.state, self.stats = SourceState.LIVE, SourceStats()
+
+    def __iter__(self) -> Iterator[Frame]:
+        from edge_tl.runtime.preprocess import load_image
+
+        for index, file in enumerate(self.files):
+            t0 = time.perf_counter()
+            image = load_image(file)
+            self.stats.frames_read += 1
+            yield Frame(index, image, 0.0, time.time(), (time.perf_counter() - t0) * 1e3)
+        self.state = SourceState.STOPPED
+
+    def close(self) -> None:
+        self.state = SourceState.STOPPED
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays: initial * factor^n, capped, with ±jitter so many cameras don't sync."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        base = min(self.max_s, self.initial_s * self.factor**attempt)
+        return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
+
+
+class LiveSource:
+    """A camera/stream read by its own thread; consumers always get the newest frame.
+
+    `open_capture` returns an object with `.read() -> (ok, image)`, `.isOpened()` and
+    `.release()` (cv2.VideoCapture or a test double); it is called again on every reconnect.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        name: str,
+        open_capture: Callable[[], Any],
+        backoff: Backoff = Backoff(),
+        stall_timeout_s: float = 5.0,
+        max_fps: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.name = name
+        self._open_capture = open_capture
+        self.backoff, self.stall_timeout_s, self.max_fps = backoff, stall_timeout_s, max_fps
+        self.fps, self.frame_count = 0.0, 0
+        self.stats = SourceStats()
+        self.state = SourceState.CONNECTING
+        self._rng = random.Random(seed)
+        self._latest: Frame | None = None
+        self._taken_index = -1
+        self._condition = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
+        self._opened_at = time.time()
+        self._thread.start()
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet taken (waits up to `timeout`); None if none arrived."""
+        with self._condition:
+            self._condition.wait_for(
+                lambda: (
+                    self._stop.is_set()
+                    or (self._latest is not None and self._latest.index > self._taken_index)
+                ),
+                timeout=timeout,
+            )
+            frame = self._latest
+            if frame is None or frame.index <= self._taken_index:
+                return None
+            self._taken_index = frame.index
+            return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self._stop.is_set():
+            frame = self.latest(timeout=0.5)
+            if frame is not None:
+                yield frame
+
+    def current_state(self) -> SourceState:
+        if (
+            self.state == SourceState.LIVE
+            and time.time() - self.stats.last_frame_at > self.stall_timeout_s
+        ):
+            return SourceState.STALLED
+        return self.state
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._condition:
+            self._condition.notify_all()
+        self._thread.join(timeout=5)
+        self.state = SourceState.STOPPED
+
+    def _run(self) -> None:
+        attempt, index = 0, -1
+        min_interval = 1.0 / self.max_fps if self.max_fps else 0.0
+        while not self._stop.is_set():
+            capture = None
+            try:
+                capture = self._open_capture()
+                if capture is None or not capture.isOpened():
+                    raise SourceError(f"{self.name}: cannot open")
+                self.state = SourceState.LIVE
+                log.info("%s: live", self.name)
+                self.stats.last_frame_at = time.time()
+                last_kept = 0.0
+                while not self._stop.is_set():
+                    t0 = time.perf_counter()
+                    ok, image = capture.read()
+                    if not ok or image is None:
+                        raise SourceError(f"{self.name}: stream ended or failed")
+                    attempt = 0  # a frame arrived: the next outage starts from the initial delay
+                    now = time.time()
+                    self.stats.frames_read += 1
+                    self.stats.last_frame_at = now
+                    if min_interval and now - last_kept < min_interval:
+                        self.stats.frames_dropped += 1
+                        continue
+                    last_kept = now
+                    index += 1
+                    frame = Frame(
+                        index,
+                        image,
+                        (now - self._opened_at) * 1e3,
+                        now,
+                        (time.perf_counter() - t0) * 1e3,
+                    )
+                    with self._condition:
+                        if self._latest is not None and self._latest.index > self._taken_index:
+                            self.stats.frames_dropped += 1  # nobody took it: newer wins
+                        self._latest = frame
+                        self._condition.notify_all()
+            except Exception as exc:  # any failure of the device/stream leads to a reconnect
+                if self._stop.is_set():
+                    break
+                delay = self.backoff.delay(attempt, self._rng)
+                self.state = SourceState.RECONNECTING
+                self.stats.reconnects += 1
+                attempt += 1
+                log.warning("%s: %s; reconnecting in %.1f s", self.name, exc, delay)
+                self._stop.wait(delay)
+            finally:
+                if capture is not None:
+                    capture.release()
+        self.state = SourceState.STOPPED
+
+
+_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
+
+
+def is_live(spec: str) -> bool:
+    return bool(_URL.match(spec)) or spec.isdigit() or spec.startswith(("/dev/video", "gst:"))
+
+
+def open_source(
+    spec: str,
+    name: str | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    realtime: bool = False,
+    max_fps: float | None = None,
+    backoff: Backoff = Backoff(),
+    stall_timeout_s: float = 5.0,
+) -> VideoFileSource | ImageFolderSource | LiveSource:
+    """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
+    (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson)."""
+    name = name or spec
+    if is_live(spec):
+        if spec.startswith("gst:"):
+            pipeline = spec[4:].strip()
+            opener = lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
+        elif spec.isdigit():
+            opener = lambda: cv2.VideoCapture(int(spec))  # noqa: E731
+        elif spec.startswith("/dev/video"):
+            opener = lambda: cv2.VideoCapture(spec, cv2.CAP_V4L2)  # noqa: E731
+        else:
+            opener = lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG)  # noqa: E731
+        return LiveSource(
+            name, opener, backoff=backoff, stall_timeout_s=stall_timeout_s, max_fps=max_fps
+        )
+    path = Path(spec)
+    if path.is_dir():
+        return ImageFolderSource(path, max_frames=max_frames)
+    return VideoFileSource(path, stride=stride, max_frames=max_frames, realtime=realtime)

@@ -1,0 +1,91 @@
+"""Prometheus `/metrics` and `/healthz` for the daemon (prometheus-client, own registry)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["DaemonMetrics", "serve_http"]
+
+LATENCY_BUCKETS_MS = (5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500)
+
+
+class DaemonMetrics:
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.registry = prom.CollectorRegistry()
+        self.frames = prom.Counter(
+            "edge_tl_frames_total", "Frames processed", ["stream"], registry=self.registry
+        )
+        self.dropped = prom.Counter(
+            "edge_tl_frames_dropped_total",
+            "Frames replaced by newer ones before processing",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.reconnects = prom.Counter(
+            "edge_tl_reconnects_total", "Source reconnects", ["stream"], registry=self.registry
+        )
+        self.events = prom.Counter(
+            "edge_tl_events_total",
+            "Events emitted",
+            ["stream", "kind", "class"],
+            registry=self.registry,
+        )
+        self.latency = prom.Histogram(
+            "edge_tl_capture_to_result_ms",
+            "Capture-to-result latency (ms)",
+            ["stream"],
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self.fps = prom.Gauge(
+            "edge_tl_stream_fps",
+            "Processed frames per second (last interval)",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.state = prom.Gauge(
+            "edge_tl_stream_up", "1 when the stream is live", ["stream"], registry=self.registry
+        )
+        self.batch = prom.Gauge(
+            "edge_tl_mean_batch_size", "Mean inference batch size", registry=self.registry
+        )
+
+    def exposition(self) -> bytes:
+        import prometheus_client as prom
+
+        return prom.generate_latest(self.registry)
+
+
+def serve_http(
+    host: str, port: int, metrics: DaemonMetrics, health: Callable[[], dict[str, Any]]
+) -> ThreadingHTTPServer:
+    """Start /metrics and /healthz on a daemon thread; returns the server (call .shutdown())."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+            if self.path == "/metrics":
+                body, status, kind = metrics.exposition(), 200, "text/plain; version=0.0.4"
+            elif self.path == "/healthz":
+                report = health()
+                body = json.dumps(report).encode()
+                status, kind = (200 if report["ok"] else 503), "application/json"
+            else:
+                body, status, kind = b"not found\n", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: scrapes every few seconds
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -1,0 +1,64 @@
+"""Moving-object detection for traffic cameras: background subtraction on a small grey
+downscale (cost grows with pixels: performance-notes.md), morphology, contours → boxes in the
+full frame's coordinates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["MotionConfig", "MotionDetector", "Box"]
+
+Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    method: str = "mog2"  # or "knn"
+    width: int = 320  # detection runs at this width
+    min_area: float = 0.002  # share of the frame a blob must cover
+    history: int = 300
+    warmup_frames: int = 10  # frames to learn the background before reporting blobs
+    threshold: float = 16.0  # MOG2 varThreshold / KNN dist2Threshold scale
+
+
+class MotionDetector:
+    def __init__(self, config: MotionConfig = MotionConfig()) -> None:
+        self.config = config
+        if config.method == "knn":
+            self._subtractor = cv2.createBackgroundSubtractorKNN(
+                history=config.history, detectShadows=False
+            )
+        elif config.method == "mog2":
+            self._subtractor = cv2.createBackgroundSubtractorMOG2(
+                history=config.history, varThreshold=config.threshold, detectShadows=False
+            )
+        else:
+            raise ValueError(f"motion method '{config.method}': choose mog2 or knn")
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self._frames = 0
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.config.width / width)
+        small = cv2.resize(
+            frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        )
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        mask = self._subtractor.apply(grey)
+        self._frames += 1
+        if self._frames <= self.config.warmup_frames:
+            return []
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
+        mask = cv2.dilate(mask, self._kernel, iterations=2)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        min_area = self.config.min_area * small.shape[0] * small.shape[1]
+        boxes = []
+        for contour in contours:
+            if cv2.contourArea(contour) < min_area:
+                continue
+            x, y, w, h = cv2.boundingRect(contour)
+            boxes.append((round(x / scale), round(y / scale), round(w / scale), round(h / scale)))
+        return boxes

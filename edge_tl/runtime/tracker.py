@@ -1,0 +1,110 @@
+"""A small IoU tracker for moving vehicles: tracks keep an id, a box, votes per class (each
+track is classified a few times, not every frame), and are counted once when their centre
+crosses the configured line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_tl.runtime.motion import Box
+
+__all__ = ["Track", "IouTracker", "crossed", "iou"]
+
+
+@dataclass
+class Track:
+    id: int
+    box: Box
+    first_frame: int
+    last_frame: int
+    hits: int = 1
+    votes: dict[str, float] = field(default_factory=dict)
+    classified: int = 0  # how many times a crop was classified
+    counted: bool = False
+    side: float | None = None  # sign of the centre relative to the counting line
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x, y, w, h = self.box
+        return x + w / 2, y + h / 2
+
+    def label(self) -> tuple[str | None, float]:
+        """The class with the most accumulated score, and its share of all votes."""
+        if not self.votes:
+            return None, 0.0
+        best = max(self.votes, key=self.votes.__getitem__)
+        return best, self.votes[best] / sum(self.votes.values())
+
+
+def iou(a: Box, b: Box) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    union = aw * ah + bw * bh - inter
+    return inter / union if union else 0.0
+
+
+def crossed(
+    line: tuple[tuple[float, float], tuple[float, float]], point: tuple[float, float]
+) -> float:
+    """Signed side of `point` relative to the directed line (cross product)."""
+    (x1, y1), (x2, y2) = line
+    return (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1)
+
+
+class IouTracker:
+    def __init__(self, min_iou: float = 0.2, max_missed: int = 10) -> None:
+        self.min_iou, self.max_missed = min_iou, max_missed
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+
+    def update(self, boxes: list[Box], frame_index: int) -> list[Track]:
+        """Match boxes to tracks greedily by IoU; returns the tracks seen in this frame."""
+        pairs = sorted(
+            (
+                (iou(t.box, b), tid, bi)
+                for tid, t in self.tracks.items()
+                for bi, b in enumerate(boxes)
+            ),
+            reverse=True,
+        )
+        used_tracks, used_boxes, seen = set(), set(), []
+        for score, tid, bi in pairs:
+            if score < self.min_iou or tid in used_tracks or bi in used_boxes:
+                continue
+            track = self.tracks[tid]
+            track.box, track.last_frame = boxes[bi], frame_index
+            track.hits += 1
+            used_tracks.add(tid)
+            used_boxes.add(bi)
+            seen.append(track)
+        for bi, box in enumerate(boxes):
+            if bi not in used_boxes:
+                track = Track(self._next_id, box, frame_index, frame_index)
+                self.tracks[track.id] = track
+                self._next_id += 1
+                seen.append(track)
+        return seen
+
+    def expire(self, frame_index: int) -> list[Track]:
+        """Remove and return tracks not seen for more than `max_missed` frames."""
+        gone = [t for t in self.tracks.values() if frame_index - t.last_frame > self.max_missed]
+        for track in gone:
+            del self.tracks[track.id]
+        return gone
+
+    @staticmethod
+    def check_crossing(
+        track: Track, line_px: tuple[tuple[float, float], tuple[float, float]]
+    ) -> bool:
+        """True exactly once: when the track's centre changes side of the line."""
+        side = float(np.sign(crossed(line_px, track.centre)))
+        previous, track.side = track.side, side if side else track.side
+        if track.counted or previous is None or side == 0 or side == previous:
+            return False
+        track.counted = True
+        return True

@@ -1,0 +1,351 @@
+"""Stream runtime with real components: OpenCV-encoded clips decoded back, the daemon as a
+subprocess stopped with SIGTERM, a fast producer under the newest-frame policy."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_tl.bundle import Bundle
+from edge_tl.errors import EdgeTLError
+from edge_tl.runtime.backends import create_backend
+from edge_tl.runtime.classify import Classifier
+from edge_tl.runtime.daemon import load_config
+from edge_tl.runtime.pipeline import StreamProcessor, StreamSettings
+from edge_tl.runtime.scheduler import BatchScheduler
+from edge_tl.runtime.sources import Backoff, LiveSource, VideoFileSource
+from tests.conftest import _pattern
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_traffic_clip(
+    path: Path,
+    classes: list[str],
+    size: tuple[int, int] = (320, 160),
+    fps: int = 20,
+    speed: int = 8,
+    seed: int = 0,
+) -> list[str]:
+    """Objects of the given pattern classes cross the frame left to right, one after another,
+    over a static noisy background; returns the classes in crossing order (ground truth)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    background = np.clip(rng.normal(110, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for _ in range(15):  # empty road first: the background model learns it
+        writer.write(background)
+    for name in classes:
+        sprite = cv2.resize(_pattern(name, rng), (56, 56), interpolation=cv2.INTER_NEAREST)
+        for x in range(-56, width + 1, speed):
+            frame = background.copy()
+            x0, x1 = max(0, x), min(width, x + 56)
+            if x1 > x0:
+                frame[52:108, x0:x1] = sprite[:, x0 - x : x1 - x]
+            writer.write(frame)
+        for _ in range(4):
+            writer.write(background)
+    writer.release()
+    return classes
+
+
+@pytest.mark.slow
+def test_motion_mode_counts_every_crossing(exported_bundle: Path, tmp_path: Path) -> None:
+    truth = make_traffic_clip(
+        tmp_path / "road.mp4", ["disc", "stripes", "checker", "disc", "stripes"]
+    )
+    bundle = Bundle.load(exported_bundle)
+    with create_backend(bundle, "onnxruntime") as backend:
+        scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4, max_wait_ms=1)
+        processor = StreamProcessor(
+            StreamSettings(name="road", mode="motion"), scheduler, bundle.labels
+        )
+        events = [
+            e for frame in VideoFileSource(tmp_path / "road.mp4") for e in processor.process(frame)
+        ]
+        scheduler.close()
+    counted = [e["class"] for e in events if e["kind"] == "count"]
+    assert len(counted) == len(truth)  # one count per object, none twice
+    assert sum(c == t for c, t in zip(counted, truth, strict=True)) >= len(truth) - 1
+    assert processor.counts == {name: counted.count(name) for name in bundle.labels}
+    assert all(e["track_id"] and e["votes"] >= 1 for e in events)
+
+
+@pytest.mark.slow
+def test_frame_and_roi_modes(exported_bundle: Path, tiny_dataset: Path) -> None:
+    bundle = Bundle.load(exported_bundle)
+    image = cv2.imread(str(next((tiny_dataset / "stripes").iterdir())))
+    from edge_tl.runtime.sources import Frame
+
+    frame = Frame(0, np.hstack([image, image]), 0.0, time.time(), 0.1)
+    with create_backend(bundle, "onnxruntime") as backend:
+        scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
+        whole = list(
+            StreamProcessor(StreamSettings("a", mode="frame"), scheduler, bundle.labels).process(
+                frame
+            )
+        )
+        rois = StreamSettings("b", mode="roi", rois=((0, 0, 0.5, 1), (0.5, 0, 0.5, 1)))
+        regions = list(StreamProcessor(rois, scheduler, bundle.labels).process(frame))
+        scheduler.close()
+    assert len(whole) == 1 and whole[0]["box"] == [0, 0, 96, 48]
+    assert [e["roi"] for e in regions] == [0, 1] and all(e["class"] == "stripes" for e in regions)
+    assert scheduler.stats.images == 3
+
+
+class _FastCamera:
+    """Stands in for cv2.VideoCapture: a frame every ~1 ms, numbered in its first pixel."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        time.sleep(0.001)
+        self.count += 1
+        return True, np.full((4, 4, 3), self.count % 256, np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_newest_frame_policy_keeps_latency_bounded() -> None:
+    source = LiveSource("fast", _FastCamera)
+    latencies, taken = [], 0
+    deadline = time.time() + 2.0
+    try:
+        while time.time() < deadline:
+            frame = source.latest(timeout=1.0)
+            assert frame is not None
+            latencies.append(time.time() - frame.captured_at)
+            taken += 1
+            time.sleep(0.05)  # a consumer 50x slower than the camera
+    finally:
+        source.close()
+    assert source.stats.frames_read > 10 * taken  # the camera kept producing...
+    assert source.stats.frames_dropped > 5 * taken  # ...and stale frames were dropped, not queued
+    first, last = np.median(latencies[:5]), np.median(latencies[-5:])
+    assert max(latencies) < 0.06 and last < first + 0.02  # latency does not grow with time
+
+
+class _FlakyCamera(_FastCamera):
+    opened = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).opened += 1
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        if self.count >= 5:
+            return False, np.empty(0)
+        return super().read()
+
+
+def test_failed_stream_reconnects_with_backoff() -> None:
+    _FlakyCamera.opened = 0
+    source = LiveSource("flaky", _FlakyCamera, backoff=Backoff(initial_s=0.05, max_s=0.2))
+    time.sleep(0.8)
+    source.close()
+    assert _FlakyCamera.opened >= 3 and source.stats.reconnects >= 2
+    delays = [
+        Backoff(initial_s=0.5, max_s=30, jitter=0.2).delay(n, random.Random(1)) for n in range(8)
+    ]
+    assert 0.4 <= delays[0] <= 0.6 and delays[3] > delays[1] * 2 and max(delays) <= 36
+
+
+def test_config_typo_names_field_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text('bundle = "b"\n[[streams]]\nname = "a"\nsource = "x.mp4"\nmdoe = "frame"\n')
+    with pytest.raises(
+        EdgeTLError, match=r"edge\.toml: field 'streams\.0\.mdoe': unknown field \(typo\?\)"
+    ):
+        load_config(config)
+    config.write_text('bundle = "b"\nstreams = []\n')
+    with pytest.raises(EdgeTLError, match="field 'streams'"):
+        load_config(config)
+    config.write_text("bundle = \n")
+    with pytest.raises(EdgeTLError, match="not valid TOML"):
+        load_config(config)
+
+
+def test_shipped_example_config_is_valid() -> None:
+    config = load_config(REPO / "deploy" / "edge-tl.toml")
+    assert [s.name for s in config.streams] == ["gate-north", "jetson-csi"]
+
+
+@pytest.mark.slow
+def test_sigterm_flushes_sinks(exported_bundle: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"] * 10)  # long enough to still run at SIGTERM
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{exported_bundle}"\nevents = "{tmp_path / "events.jsonl"}"\ncounts = "{tmp_path / "counts.jsonl"}"\n'
+        f"counts_interval_s = 600\nmetrics_port = 0\n"
+        f'[[streams]]\nname = "road"\nsource = "{clip}"\nmode = "frame"\nrealtime = true\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_tl.cli", "serve", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    events_file = tmp_path / "events.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (
+        not events_file.exists() or events_file.stat().st_size < 2000
+    ):
+        time.sleep(0.2)
+    assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    lines = events_file.read_text().splitlines()
+    assert lines and all(
+        json.loads(line)["stream"] == "road" for line in lines
+    )  # every line complete
+    counts = [json.loads(line) for line in (tmp_path / "counts.jsonl").read_text().splitlines()]
+    assert len(counts) == 1  # written on shutdown, not by the 600 s timer
+    assert len(lines) < 20 * 40  # stopped early: the clip has far more frames
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+RTSP_SERVER = """
+import sys, gi
+gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer, GLib
+Gst.init(None)
+server = GstRtspServer.RTSPServer(); server.set_address("127.0.0.1"); server.set_service(sys.argv[1])
+factory = GstRtspServer.RTSPMediaFactory(); factory.set_shared(True)
+factory.set_launch("( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
+                   "! x264enc tune=zerolatency key-int-max=15 ! rtph264pay name=pay0 pt=96 config-interval=1 )")
+server.get_mount_points().add_factory("/cam", factory); server.attach(None)
+print("ready", flush=True); GLib.MainLoop().run()
+"""
+
+
+def _start_rtsp(port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        ["/usr/bin/python3", "-c", RTSP_SERVER, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+def _rtsp_available() -> bool:
+    if not Path("/usr/bin/python3").exists():
+        return False
+    probe = 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer'
+    return subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _rtsp_available(),
+    reason="gst-rtsp-server not installed (apt: gir1.2-gst-rtsp-server-1.0 python3-gi)",
+)
+def test_rtsp_outage_reconnects_without_stopping_other_streams(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    from edge_tl.runtime.daemon import Daemon
+
+    port = _free_port()
+    server = _start_rtsp(port)
+    clip = tmp_path / "other.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"] * 15)
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{exported_bundle}"\nmetrics_port = 0\n'
+        f'[[streams]]\nname = "cam"\nsource = "rtsp://127.0.0.1:{port}/cam"\nmode = "frame"\n'
+        f"reconnect_initial_s = 0.2\nreconnect_max_s = 1.0\nstall_timeout_s = 2\n"
+        f'[[streams]]\nname = "file"\nsource = "{clip}"\nmode = "frame"\nrealtime = true\n'
+    )
+    daemon = Daemon(load_config(config))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        assert _wait(lambda: daemon.frames.get("cam", 0) > 10, 20), "no RTSP frames at all"
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        time.sleep(2.0)
+        frames_during_outage_start = daemon.frames.get("file", 0)
+        time.sleep(1.5)
+        assert (
+            daemon.frames.get("file", 0) > frames_during_outage_start
+        )  # the other stream kept going
+        cam_before = daemon.frames.get("cam", 0)
+        server = _start_rtsp(port)
+        restarted = time.time()
+        assert _wait(lambda: daemon.frames.get("cam", 0) > cam_before + 5, 10), (
+            "RTSP frames did not come back"
+        )
+        recovery = time.time() - restarted
+        assert recovery < 5.0, f"frames flowed again after {recovery:.1f} s"
+        assert daemon.sources["cam"].stats.reconnects >= 1
+        assert b'edge_tl_reconnects_total{stream="cam"}' in daemon.metrics.exposition()
+    finally:
+        daemon.stop()
+        runner.join(timeout=20)
+        server.kill()
+
+
+def _wait(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_metrics_and_healthz_endpoints(exported_bundle: Path, tmp_path: Path) -> None:
+    import urllib.request
+
+    from edge_tl.runtime.daemon import Daemon
+
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"] * 4)
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{exported_bundle}"\nmetrics_port = 0\n'
+        f'[[streams]]\nname = "road"\nsource = "{clip}"\nmode = "motion"\nrealtime = true\n'
+        f'[[streams]]\nname = "broken"\nsource = "{tmp_path / "missing.mp4"}"\n'
+    )
+    daemon = Daemon(load_config(config))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        assert _wait(lambda: daemon.frames.get("road", 0) > 20, 20)
+        port = daemon._http.server_address[1]  # type: ignore[union-attr]
+        local = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:  # one stream could not open
+            local.open(f"http://127.0.0.1:{port}/healthz")
+        health = json.loads(unhealthy.value.read())
+        assert unhealthy.value.code == 503 and "missing.mp4" in health["streams"]["broken"]["error"]
+        assert health["streams"]["road"]["state"] == "live"
+        metrics = local.open(f"http://127.0.0.1:{port}/metrics").read().decode()
+        assert 'edge_tl_frames_total{stream="road"}' in metrics
+        assert "edge_tl_capture_to_result_ms_bucket" in metrics or "edge_tl_stream_fps" in metrics
+    finally:
+        daemon.stop()
+        runner.join(timeout=20)
