@@ -639,7 +639,9 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     from edge_tl.runtime.stream import StreamSummary, classify_frames, write_jsonl
 
     bundle = Bundle.load(args.bundle)
-    source = VideoFileSource(args.source, stride=args.stride, max_frames=args.max_frames)
+    source = VideoFileSource(
+        args.source, stride=args.stride, max_frames=args.max_frames, prefetch=4
+    )
     summary = StreamSummary()
     total = -(-source.frame_count // args.stride) if source.frame_count else None
     if args.max_frames and total:

@@ -254,13 +254,14 @@ class Daemon:
                 if self.stop_event.is_set():
                     break
                 events = list(processor.process(frame))
+                # per frame, whatever the mode: motion mode emits events only on line crossings
+                self.metrics.latency.labels(stream.name).observe(
+                    (time.time() - frame.captured_at) * 1e3
+                )
                 self.frames[stream.name] = self.frames.get(stream.name, 0) + 1
                 self.metrics.frames.labels(stream.name).inc()
                 for event in events:
                     self.metrics.events.labels(stream.name, event["kind"], event["class"]).inc()
-                    self.metrics.latency.labels(stream.name).observe(
-                        event["latency_ms"]["capture_to_result"]
-                    )
                     for sink in self.sinks:
                         sink.emit(event)
                 if video:

@@ -38,7 +38,7 @@ class DaemonMetrics:
         )
         self.latency = prom.Histogram(
             "edge_tl_capture_to_result_ms",
-            "Capture-to-result latency (ms)",
+            "Capture-to-result latency per frame (ms)",
             ["stream"],
             buckets=LATENCY_BUCKETS_MS,
             registry=self.registry,

@@ -77,14 +77,16 @@ class VideoFileSource:
         stride: int = 1,
         max_frames: int | None = None,
         realtime: bool = False,
+        prefetch: int = 0,
     ) -> None:
         self.path = Path(path)
+        self.prefetch = prefetch  # >0: decode ahead in a thread (bounded queue, nothing dropped)
         if stride < 1:
             raise SourceError(f"{self.path}: stride must be >= 1, got {stride}")
         self.stride, self.max_frames, self.realtime = stride, max_frames, realtime
         if not self.path.is_file():
             raise SourceError(f"{self.path}: no such video file")
-        self._capture = cv2.VideoCapture(str(self.path))
+        self._capture = open_capture(str(self.path))
         if not self._capture.isOpened():
             raise SourceError(
                 f"{self.path}: OpenCV cannot open it as a video (unknown format or codec)"
@@ -95,6 +97,39 @@ class VideoFileSource:
         self.stats = SourceStats()
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.prefetch > 0:
+            return self._prefetched()
+        return self._frames()
+
+    def _prefetched(self) -> Iterator[Frame]:
+        """Decode on a second core while the caller classifies: same frames, same order."""
+        import queue
+
+        frames: queue.Queue[Frame | None] = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def decode() -> None:
+            for frame in self._frames():
+                while not stop.is_set():
+                    try:
+                        frames.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            frames.put(None)
+
+        thread = threading.Thread(target=decode, name=f"decode-{self.path.name}", daemon=True)
+        thread.start()
+        try:
+            while (frame := frames.get()) is not None:
+                yield frame
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def _frames(self) -> Iterator[Frame]:
         index, emitted = -1, 0
         started = time.perf_counter()
         try:
@@ -292,6 +327,71 @@ class LiveSource:
         self.state = SourceState.STOPPED
 
 
+STREAM_TIMEOUT_MS = 2000
+FFMPEG_CAPTURE_OPTIONS = "rtsp_transport;tcp|analyzeduration;300000|probesize;65536|fflags;nobuffer"
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
+
+
+_OPEN_LOCK = threading.Lock()
+_OPTIONS_KEY = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+def open_capture(
+    source: str | int,
+    api: int = cv2.CAP_ANY,
+    params: list[int] | None = None,
+    ffmpeg_options: str | None = None,
+) -> Any:
+    """cv2.VideoCapture, with FFmpeg options for this open only.
+
+    OpenCV takes FFmpeg options from one environment variable, read at open. Network streams
+    need short stream analysis (FFmpeg's default took 2 s per camera, and OpenCV opens one
+    capture at a time, so four cameras came back after 2, 4, 6 and 8 s); the same options drop
+    the last frame of a file. So they are set around this open only, under a lock that every
+    open of edge-tl's sources takes; a user's own setting always wins.
+    """
+    with _OPEN_LOCK:
+        previous = os.environ.get(_OPTIONS_KEY)
+        if ffmpeg_options and previous is None:
+            os.environ[_OPTIONS_KEY] = ffmpeg_options
+        try:
+            return (
+                cv2.VideoCapture(source, api, params) if params else cv2.VideoCapture(source, api)
+            )
+        finally:
+            if ffmpeg_options and previous is None:
+                del os.environ[_OPTIONS_KEY]
+
+
+def _open_url(url: str) -> Any:
+    """Open a network stream, failing fast while its server is down.
+
+    OpenCV opens FFmpeg captures one at a time, so a failing open of a dead camera (2 s
+    timeout) would hold up every other stream's reconnect. A plain TCP connect first fails in
+    milliseconds; open and read timeouts bound the rest.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    if parts.hostname and port and parts.scheme.lower() != "udp":
+        import socket
+
+        try:
+            socket.create_connection(
+                (parts.hostname, port), timeout=STREAM_TIMEOUT_MS / 1e3
+            ).close()
+        except OSError as exc:
+            raise SourceError(f"{url}: server not reachable ({exc.strerror or exc})") from exc
+    timeouts = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        STREAM_TIMEOUT_MS,
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        STREAM_TIMEOUT_MS,
+    ]
+    return open_capture(url, cv2.CAP_FFMPEG, timeouts, ffmpeg_options=FFMPEG_CAPTURE_OPTIONS)
+
+
 _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 
 
@@ -315,13 +415,13 @@ def open_source(
     if is_live(spec):
         if spec.startswith("gst:"):
             pipeline = spec[4:].strip()
-            opener = lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
+            opener = lambda: open_capture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
         elif spec.isdigit():
-            opener = lambda: cv2.VideoCapture(int(spec))  # noqa: E731
+            opener = lambda: open_capture(int(spec))  # noqa: E731
         elif spec.startswith("/dev/video"):
-            opener = lambda: cv2.VideoCapture(spec, cv2.CAP_V4L2)  # noqa: E731
+            opener = lambda: open_capture(spec, cv2.CAP_V4L2)  # noqa: E731
         else:
-            opener = lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG)  # noqa: E731
+            opener = lambda: _open_url(spec)  # noqa: E731
         return LiveSource(
             name, opener, backoff=backoff, stall_timeout_s=stall_timeout_s, max_fps=max_fps
         )

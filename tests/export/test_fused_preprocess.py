@@ -75,3 +75,23 @@ def test_fused_graph_builds_in_tensorrt(fused_bundle: Path, tmp_path: Path) -> N
         work, BuildOptions(precision=Precision.INT8, target="sm86", flavour="tensorrt_rtx")
     )
     assert report.bytes > 100_000
+
+
+def test_fp16_io_graph_is_served(exported_bundle: Path, tmp_path: Path, tiny_dataset: Path) -> None:
+    work = tmp_path / "b"
+    shutil.copytree(exported_bundle, work)
+    export_bundle(
+        work,
+        ExportOptions(
+            precisions=(Precision.FP16,), fp16_io=True, calib_images=16, latency_iterations=2
+        ),
+    )
+    model = onnx.load(str(work / "fp16.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    metrics = Bundle.load(work).manifest.metrics["fp16"]
+    assert metrics["agreement_fp32"] == 1.0
+    images = [load_image(p) for p in sorted((tiny_dataset / "disc").iterdir())[:3]]
+    with create_backend(Bundle.load(work), "onnxruntime", Precision.FP16) as backend:
+        assert all(
+            p.label == "disc" for p in Classifier(backend, backend.bundle.labels).classify(images)
+        )

@@ -108,6 +108,8 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"{path}: expected one input, the graph has {len(inputs)}")
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
+        # graphs exported with --fp16-io take half-precision input
+        self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else None
 
     def _tensorrt_provider(self, path: Path) -> tuple[str, dict[str, Any]]:
         """ORT's TensorRT EP: weakly typed (TensorRT 10), so the precision flags must match the
@@ -143,10 +145,14 @@ class OnnxRuntimeBackend(Backend):
         )
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self._input_name: batch})[0]
+        if self._input_dtype is not None and batch.dtype == np.float32:
+            batch = batch.astype(self._input_dtype)
+        out = self._session.run([self._output_name], {self._input_name: batch})[0]
+        return out.astype(np.float32, copy=False)
 
     def _close(self) -> None:
         self._session = None
 
     _session: Any = None
     _reference_qdq = False
+    _input_dtype: Any = None

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduce the committed results in benchmarks/results/ on this machine (2-core CPU, no GPU).
+# Needs ../shared/data (vehicles, vehicles-newfootage, videos); takes about 30 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+DATA=../shared/data
+OUT=benchmarks/results
+WORK=${WORK:-/tmp/edge-tl-bench}
+mkdir -p "$OUT" "$WORK"
+export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824
+
+# training (default recipe, then with the fine-tuning phase) and evaluation on new footage
+/usr/bin/time -v $BIN/edge-tl train $DATA/vehicles -o $WORK/lite0 --overwrite --json > $WORK/train.json 2> $WORK/train.time
+$BIN/edge-tl eval $WORK/lite0 $DATA/vehicles-newfootage --json > $WORK/eval.json
+/usr/bin/time -v $BIN/edge-tl train $DATA/vehicles -o $WORK/lite0-ft --finetune-epochs 3 --overwrite --json > $WORK/train-ft.json 2> $WORK/train-ft.time
+$BIN/edge-tl eval $WORK/lite0-ft $DATA/vehicles-newfootage --json > $WORK/eval-ft.json
+
+# export (fp32, fp16, int8) with accuracy per precision; INT8 calibration sweep
+/usr/bin/time -v $BIN/edge-tl export $WORK/lite0 --json > $OUT/export-vehicles.json 2> $WORK/export.time
+$BIN/python benchmarks/int8_sweep.py $WORK/lite0 $OUT/int8-calibration-sweep.json
+
+# TensorRT-RTX ahead-of-time engines (no GPU needed)
+for p in fp32 fp16 int8; do $BIN/edge-tl build $WORK/lite0 --precision $p --target sm86 --json; done > $OUT/tensorrt-rtx-aot.jsonl
+
+# model-level matrix and stream-level results
+$BIN/edge-tl bench $WORK/lite0 --precisions fp32,fp16,int8 --batch 1,8,32 --iters 50 --out $OUT --name cpu-lite0-matrix --json > /dev/null
+$BIN/python benchmarks/stream_bench.py $WORK/lite0 $DATA/videos/highway-720p.mp4 $OUT/stream-cpu --minutes 5
