@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ def finetune(
         [{"params": head, "lr": config.head_lr}, {"params": backbone, "lr": config.backbone_lr}],
         weight_decay=config.weight_decay,
     )
-    steps = config.epochs * max(1, -(-len(train_images) // config.batch_size))
+    steps_per_epoch = max(1, -(-len(train_images) // config.batch_size))
+    steps = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[config.head_lr, config.backbone_lr], total_steps=steps, pct_start=0.15
     )
@@ -102,7 +104,13 @@ def finetune(
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if state["config"]["epochs"] == config.epochs:
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # resumed with more (or fewer) epochs: same schedule shape, advanced to this point
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # stepping a scheduler without optimizer steps
+                for _ in range(min(state["epoch"] * steps_per_epoch, steps - 1)):
+                    scheduler.step()
         start_epoch, history = state["epoch"], state["history"]
         best_top1, best_state, stale = state["best_top1"], state["best_model"], state["stale"]
         log.info("resumed fine-tuning from %s after epoch %d", checkpoint, start_epoch)

@@ -71,3 +71,37 @@ def test_finetune_changes_top_blocks_and_head_only(data: tuple[list[Path], np.nd
         "6",
     }  # the top 2 stages
     assert not any(k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.4.")) for k in changed)
+
+
+def test_finetune_resumes_from_its_checkpoint(
+    data: tuple[list[Path], np.ndarray], tmp_path: Path
+) -> None:
+    paths, labels = data
+    spec = get_spec("efficientnet_lite0").input_spec(64)
+    images = [load_image(p) for p in paths]
+    checkpoint = tmp_path / "ft.pt"
+    config = FinetuneConfig(epochs=1, blocks=1, batch_size=12, patience=5)
+    first = finetune(
+        create_backbone("efficientnet_lite0", 3),
+        spec,
+        images,
+        labels,
+        images[:6],
+        labels[:6],
+        config,
+        checkpoint=checkpoint,
+    )
+    assert checkpoint.is_file() and torch.load(checkpoint, weights_only=False)["epoch"] == 1
+    resumed = finetune(
+        create_backbone("efficientnet_lite0", 3),
+        spec,
+        images,
+        labels,
+        images[:6],
+        labels[:6],
+        FinetuneConfig(epochs=2, blocks=1, batch_size=12, patience=5),
+        checkpoint=checkpoint,
+        resume=True,
+    )
+    assert [h["epoch"] for h in resumed] == [1, 2]  # epoch 1 came from the checkpoint, not re-run
+    assert resumed[0]["loss"] == first[0]["loss"]
