@@ -27,7 +27,7 @@ from edge_tl.runtime.motion import MotionConfig
 from edge_tl.runtime.pipeline import StreamProcessor, StreamSettings
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sinks import AnnotatedVideoSink, CountsSink, JsonlSink, MqttSink, Sink
-from edge_tl.runtime.sources import Backoff, LiveSource, SourceState, open_source
+from edge_tl.runtime.sources import Backoff, LiveSource, SourceState, SourceStats, open_source
 
 __all__ = ["ServeConfig", "StreamConfig", "load_config", "Daemon"]
 
@@ -248,7 +248,8 @@ class Daemon:
         )
         if video:
             self._video_sinks[stream.name] = video
-        window_start, window_frames, reconnects_seen = time.time(), 0, 0
+        window_start, window_frames = time.time(), 0
+        seen = {"reconnects": 0, "dropped": 0}
         try:
             for frame in source:
                 if self.stop_event.is_set():
@@ -271,12 +272,7 @@ class Daemon:
                 if now - window_start >= 2.0:
                     self.metrics.fps.labels(stream.name).set(window_frames / (now - window_start))
                     window_start, window_frames = now, 0
-                stats = source.stats
-                if stats.reconnects > reconnects_seen:
-                    self.metrics.reconnects.labels(stream.name).inc(
-                        stats.reconnects - reconnects_seen
-                    )
-                    reconnects_seen = stats.reconnects
+                self._sync_counters(stream.name, source.stats, seen)
                 self.metrics.state.labels(stream.name).set(
                     1 if source.state == SourceState.LIVE else 0
                 )
@@ -284,8 +280,18 @@ class Daemon:
             self.errors[stream.name] = f"{type(exc).__name__}: {exc}"
             log.exception("stream %s failed", stream.name)
         finally:
-            self.metrics.dropped.labels(stream.name).inc(source.stats.frames_dropped)
+            self._sync_counters(stream.name, source.stats, seen)
             self.metrics.state.labels(stream.name).set(0)
+
+    def _sync_counters(self, name: str, stats: SourceStats, seen: dict[str, int]) -> None:
+        """Advance the Prometheus counters by what the source counted since the last call."""
+        for key, counter, value in (
+            ("reconnects", self.metrics.reconnects, stats.reconnects),
+            ("dropped", self.metrics.dropped, stats.frames_dropped),
+        ):
+            if value > seen[key]:
+                counter.labels(name).inc(value - seen[key])
+                seen[key] = value
 
 
 def serve(config_path: Path) -> dict[str, Any]:

@@ -80,28 +80,16 @@ def test_finetune_resumes_from_its_checkpoint(
     spec = get_spec("efficientnet_lite0").input_spec(64)
     images = [load_image(p) for p in paths]
     checkpoint = tmp_path / "ft.pt"
-    config = FinetuneConfig(epochs=1, blocks=1, batch_size=12, patience=5)
-    first = finetune(
-        create_backbone("efficientnet_lite0", 3),
-        spec,
-        images,
-        labels,
-        images[:6],
-        labels[:6],
-        config,
-        checkpoint=checkpoint,
-    )
+
+    def run(epochs: int, resume: bool) -> list[dict[str, float]]:
+        config = FinetuneConfig(epochs=epochs, blocks=1, batch_size=12, patience=5)
+        model = create_backbone("efficientnet_lite0", 3)
+        return finetune(
+            model, spec, images, labels, images[:6], labels[:6], config, checkpoint, resume
+        )
+
+    first = run(1, resume=False)
     assert checkpoint.is_file() and torch.load(checkpoint, weights_only=False)["epoch"] == 1
-    resumed = finetune(
-        create_backbone("efficientnet_lite0", 3),
-        spec,
-        images,
-        labels,
-        images[:6],
-        labels[:6],
-        FinetuneConfig(epochs=2, blocks=1, batch_size=12, patience=5),
-        checkpoint=checkpoint,
-        resume=True,
-    )
+    resumed = run(2, resume=True)
     assert [h["epoch"] for h in resumed] == [1, 2]  # epoch 1 came from the checkpoint, not re-run
     assert resumed[0]["loss"] == first[0]["loss"]
