@@ -11,9 +11,9 @@ __all__ = ["time_backend"]
 
 
 def time_backend(
-    infer: Callable[[Any], Any], batch: Any, warmup: int, iterations: int, label: str = ""
+    infer: Callable[[Any], Any], batch: Any, warmup: int, iterations: int
 ) -> list[float]:
-    """Milliseconds per call of `infer(batch)`; `label` names the run in debug logs."""
+    """Milliseconds per call of `infer(batch)`."""
     for _ in range(warmup):
         infer(batch)
     samples = [0.0] * iterations

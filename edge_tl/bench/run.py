@@ -70,12 +70,7 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
             try:
                 for batch_size in config.batches:
                     batch = backend.example_batch(batch_size)
-                    samples = _timed(
-                        backend.infer,
-                        batch,
-                        config,
-                        f"{backend_name} {precision.value} b{batch_size}",
-                    )
+                    samples = _timed(backend.infer, batch, config)
                     stats = LatencyStats.from_samples(samples)
                     row = {
                         "backend": backend_name,
@@ -145,9 +140,9 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
     }
 
 
-def _timed(infer: Any, batch: np.ndarray, config: BenchConfig, label: str) -> list[float]:
+def _timed(infer: Any, batch: np.ndarray, config: BenchConfig) -> list[float]:
     if config.duration_s is None:
-        return time_backend(infer, batch, config.warmup, config.iterations, label)
+        return time_backend(infer, batch, config.warmup, config.iterations)
     for _ in range(config.warmup):
         infer(batch)
     samples: list[float] = []
@@ -161,7 +156,7 @@ def _timed(infer: Any, batch: np.ndarray, config: BenchConfig, label: str) -> li
 
 def _harness_overhead_us(iterations: int = 20000) -> float:
     """What the timing loop itself costs per iteration (timer calls, append), in µs."""
-    samples = time_backend(lambda batch: None, None, 0, iterations, "harness overhead")
+    samples = time_backend(lambda batch: None, None, 0, iterations)
     return float(np.median(samples) * 1e3)
 
 

@@ -131,7 +131,7 @@ def validate_folder(folder: ImageFolder, strict: bool = False) -> DataReport:
         digest = hashlib.sha256(data).hexdigest()
         report.content_hash[sample.relpath] = digest
         by_hash[digest].append(sample.relpath)
-        problem, mode = _inspect(data)
+        image, problem, mode = _inspect(data)
         if problem:
             if strict:
                 raise DataError(f"{path}: {problem} (--strict stops at the first unreadable image)")
@@ -139,8 +139,7 @@ def validate_folder(folder: ImageFolder, strict: bool = False) -> DataReport:
             continue
         if mode:
             report.converted.append(ImageIssue(sample.relpath, mode))
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        look = _dhash(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE))
+        look = _dhash(image)
         report.perceptual_hash[sample.relpath] = look
         by_look[look].append(sample.relpath)
         if min(image.shape[:2]) < MIN_SIDE:
@@ -150,20 +149,26 @@ def validate_folder(folder: ImageFolder, strict: bool = False) -> DataReport:
     return report
 
 
-def _dhash(grey: np.ndarray) -> str:
+def _dhash(image: np.ndarray) -> str:
     """64-bit difference hash: robust to re-encoding and small brightness changes."""
+    grey = image
+    if image.ndim == 3 and image.shape[2] > 1:
+        grey = cv2.cvtColor(
+            image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        )
     small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
     bits = (small[:, 1:] > small[:, :-1]).flatten()
     return np.packbits(bits).tobytes().hex()
 
 
-def _inspect(data: bytes) -> tuple[str | None, str | None]:
-    """(problem that makes the file unusable, unusual pixel format) for one encoded image."""
+def _inspect(data: bytes) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(decoded image as stored, problem that makes the file unusable, unusual pixel format);
+    the one decode of the file that every check uses."""
     if not data:
-        return "empty file", None
+        return None, "empty file", None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        return "not an image OpenCV can decode", None
+        return None, "not an image OpenCV can decode", None
     mode = None
     if image.dtype != np.uint8:
         mode = f"{image.dtype.itemsize * 8}-bit"
@@ -174,7 +179,7 @@ def _inspect(data: bytes) -> tuple[str | None, str | None]:
     try:
         from PIL import Image
     except ImportError:
-        return None, mode
+        return image, None, mode
     import io
 
     try:
@@ -182,9 +187,9 @@ def _inspect(data: bytes) -> tuple[str | None, str | None]:
             pil_mode = pil.mode
             pil.load()  # raises on truncated data (LOAD_TRUNCATED_IMAGES is off)
     except (OSError, SyntaxError, ValueError) as exc:
-        return f"truncated or corrupt ({exc})", None
+        return None, f"truncated or corrupt ({exc})", None
     if pil_mode == "CMYK":
         mode = "CMYK"
     elif pil_mode in ("I;16", "I;16B", "I") and mode is None:
         mode = "16-bit"
-    return None, mode
+    return image, None, mode

@@ -285,7 +285,6 @@ def _measure(
                 backend.example_batch(1),
                 5,
                 options.latency_iterations,
-                f"latency {precision.value}",
             )
             details: dict[str, Any] = {}
             if precision == Precision.FP32 and torch_logits is not None:

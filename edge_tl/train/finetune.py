@@ -22,7 +22,7 @@ from edge_tl.progress import track
 from edge_tl.runtime.preprocess import preprocess
 from edge_tl.train.augment import AugmentConfig, augment
 
-__all__ = ["FinetuneConfig", "finetune", "trainable_parameters"]
+__all__ = ["FinetuneConfig", "finetune", "model_logits", "trainable_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,21 @@ def train_one_epoch(
     return total / max(seen, 1)
 
 
+def model_logits(
+    model: Any, spec: InputSpec, images: list[np.ndarray], batch_size: int, device: str = "cpu"
+) -> np.ndarray:
+    """Logits (N, C) of the whole model on decoded BGR images, in eval mode."""
+    torch = require("torch", "train")
+    model.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = preprocess(images[start : start + batch_size], spec)
+            x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+            chunks.append(model(x).float().cpu().numpy())
+    return np.concatenate(chunks)
+
+
 def evaluate(
     model: Any,
     spec: InputSpec,
@@ -216,15 +231,7 @@ def evaluate(
     batch_size: int,
     device: str,
 ) -> float:
-    torch = require("torch", "train")
     if not len(labels):
         return float("nan")
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = preprocess(images[start : start + batch_size], spec)
-            x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-            predicted = model(x).argmax(dim=1).cpu().numpy()
-            correct += int((predicted == labels[start : start + batch_size]).sum())
-    return correct / len(labels)
+    predicted = model_logits(model, spec, images, batch_size, device).argmax(axis=1)
+    return float((predicted == labels).mean())

@@ -35,9 +35,10 @@ from edge_tl.data.validate import validate_folder
 from edge_tl.metrics import classification_report
 from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
-from edge_tl.runtime.preprocess import load_image, preprocess
+from edge_tl.runtime.classify import softmax
+from edge_tl.runtime.preprocess import load_image
 from edge_tl.train.features import extract_features
-from edge_tl.train.finetune import FinetuneConfig, finetune
+from edge_tl.train.finetune import FinetuneConfig, finetune, model_logits
 from edge_tl.train.head import HeadConfig, accuracy, fit_linear_head
 
 __all__ = ["TrainConfig", "train_bundle", "MODEL_FILE", "TRAIN_REPORT_FILE"]
@@ -134,18 +135,21 @@ def train_bundle(config: TrainConfig) -> Bundle:
     with torch.no_grad():
         classifier.weight.copy_(torch.from_numpy(result.weight))
         classifier.bias.copy_(torch.from_numpy(result.bias))
-    head_val_top1 = accuracy(val_x @ result.weight.T + result.bias, val_y) if len(val) else None
+    # the backbone is frozen and in eval mode: features @ head are the model's own logits
+    val_logits = val_x @ result.weight.T + result.bias if len(val) else None
+    head_val_top1 = accuracy(val_logits, val_y) if val_logits is not None else None
 
     finetune_history: list[dict[str, float]] = []
     finetune_seconds = 0.0
     if config.finetune.epochs > 0:
         t0 = time.perf_counter()
+        val_images = [load_image(p) for p in _paths(folder, val)]  # decoded once, scored twice
         finetune_history = finetune(
             model,
             input_spec,
             [load_image(p) for p in _paths(folder, train)],
             train_y,
-            [load_image(p) for p in _paths(folder, val)],
+            val_images,
             val_y,
             config.finetune,
             checkpoint=_checkpoint_path(config.output),
@@ -153,10 +157,9 @@ def train_bundle(config: TrainConfig) -> Bundle:
             class_weights=class_weights,
         )
         finetune_seconds = time.perf_counter() - t0
+        if len(val):
+            val_logits = model_logits(model, input_spec, val_images, config.batch_size)
 
-    val_logits = (
-        _logits(model, _paths(folder, val), input_spec, config.batch_size) if len(val) else None
-    )
     evaluation = (
         classification_report(val_logits, val_y, folder.classes) if val_logits is not None else None
     )
@@ -257,8 +260,7 @@ def _write_plots(
     )
     (out / "confusion-val.json").write_text(json.dumps(report["val"], indent=2) + "\n")
     labels = _labels(val)
-    shifted = val_logits - val_logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    probabilities = softmax(val_logits)
     wrong = np.flatnonzero(val_logits.argmax(axis=1) != labels)
     worst = wrong[np.argsort(probabilities[wrong, labels[wrong]])][:24]
     plot_worst(
@@ -271,17 +273,6 @@ def _write_plots(
         f"worst validation mistakes ({len(wrong)} of {len(val)})",
         out / "worst-val.png",
     )
-
-
-def _logits(model: Any, paths: list[Path], spec: Any, batch_size: int) -> np.ndarray:
-    torch = require("torch", "train")
-    model = model.eval()
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(paths), batch_size):
-            batch = preprocess([load_image(p) for p in paths[start : start + batch_size]], spec)
-            chunks.append(model(torch.from_numpy(batch)).float().numpy())
-    return np.concatenate(chunks)
 
 
 def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
