@@ -80,10 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="local checkpoint to start from instead of the backbone's own weights",
     )
     p.add_argument(
-        "--input-size",
-        type=int,
+        "--preset",
         default=None,
-        help="input side in pixels (default: the weights' own, 224)",
+        help="training recipe: fast, default or frozen (default: default); the flags below "
+        "override single settings of it",
+    )
+    p.add_argument(
+        "--test",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a test set DIR/<class>/<image> scored after training, beside validation; repeatable. "
+        "Never used for training or to choose epochs",
+    )
+    p.add_argument(
+        "--input-size", type=int, default=None, help="input side in pixels (default: the preset's)"
+    )
+    p.add_argument(
+        "--resize",
+        choices=["center_crop", "squash"],
+        default=None,
+        help="how images become the input square (default: the preset's)",
     )
     p.add_argument(
         "--val-fraction",
@@ -94,12 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=0, help="split and training seed (default: %(default)s)"
     )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=60,
-        help="head epochs on cached features (default: %(default)s)",
-    )
+    p.add_argument("--epochs", type=int, default=None, help="head epochs on cached features")
     p.add_argument(
         "--batch-size", type=int, default=32, help="feature extraction batch (default: %(default)s)"
     )
@@ -108,15 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--finetune-epochs",
         type=int,
-        default=0,
-        help="phase two: fine-tune the top backbone stages with augmentation for N epochs (default: %(default)s)",
+        default=None,
+        help="phase two: fine-tune the backbone with augmentation for N epochs (0: frozen backbone)",
     )
     p.add_argument(
         "--finetune-blocks",
-        type=int,
-        default=3,
-        help="backbone stages to fine-tune (default: %(default)s)",
+        default=None,
+        help="backbone stages to fine-tune from the top, or 'all'",
     )
+    p.add_argument("--augment", default=None, help="augmentation strength: none, light or camera")
+    p.add_argument("--finetune-lr", type=float, default=None, help="backbone learning rate")
+    p.add_argument(
+        "--head-lr", type=float, default=None, help="classifier learning rate in phase two"
+    )
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="AdamW weight decay in phase two"
+    )
+    p.add_argument("--label-smoothing", type=float, default=None)
+    p.add_argument("--mixup", type=float, default=None, help="mixup alpha (0: off)")
+    p.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (0: off)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout before the classifier")
+    p.add_argument("--ema", type=float, default=None, help="weight EMA decay (0: off)")
     p.add_argument(
         "--balance", action="store_true", help="inverse-frequency class weights in the loss"
     )
@@ -354,12 +379,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "eval",
         _cmd_eval,
-        "Score a bundle on labelled image folders (default: its own validation split): top-1/3, per-class "
-        "precision/recall/F1, confusion matrix.",
+        "Score a bundle on its validation split and on test sets side by side: top-1/3, per-class "
+        "recall, confusion matrices; test-set scores are recorded in the bundle.",
     )
     p.add_argument("bundle", type=Path)
     p.add_argument(
-        "data", type=Path, nargs="*", help="dataset folders with the bundle's class names"
+        "data", type=Path, nargs="*", help="test folders DATA/<class>/<image> (same as --test)"
+    )
+    p.add_argument(
+        "--test",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a test set with the bundle's class names; repeat for several (scored beside validation)",
+    )
+    p.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not write the test-set scores into the bundle's manifest",
     )
     _add_backend_options(p)
     _add_json(p)
@@ -456,39 +494,92 @@ def _precision(text: str):  # type: ignore[no-untyped-def]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from edge_tl.train.finetune import FinetuneConfig
-    from edge_tl.train.head import HeadConfig
-    from edge_tl.train.pipeline import TrainConfig, train_bundle
+    from edge_tl.train.pipeline import train_bundle
 
-    config = TrainConfig(
+    config = _train_config(args)
+    bundle = train_bundle(config)
+    metrics = bundle.manifest.metrics["torch"]
+    if args.json:
+        _print_json(
+            {
+                "bundle": str(bundle.path),
+                "labels": bundle.labels,
+                "preset": args.preset or "default",
+                "val": {k: v for k, v in metrics.items() if k != "test_sets"},
+                "test_sets": metrics.get("test_sets", {}),
+            }
+        )
+        return 0
+    print(
+        f"bundle {bundle.path}: {len(bundle.labels)} classes, val top-1 {_pct(metrics['top1'])} "
+        f"on {metrics['num_images']} images"
+    )
+    if metrics.get("test_sets"):
+        from edge_tl.scorecard import VAL_SET, summarize
+
+        report = json.loads((bundle.path / "train_report.json").read_text())
+        scores = {VAL_SET: summarize(report["val"])} if report["val"] else {}
+        _scorecard_table("validation and test sets", scores | metrics["test_sets"], bundle.labels)
+        for warning in report["warnings"]:
+            print(f"warning: {warning}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """A preset, with the flags the user gave laid over it."""
+    from dataclasses import replace
+
+    from edge_tl.bundle import ResizePolicy
+    from edge_tl.train.pipeline import TrainConfig
+    from edge_tl.train.presets import DEFAULT_PRESET, get_preset
+
+    recipe = get_preset(args.preset or DEFAULT_PRESET)
+    blocks: int | None | str = args.finetune_blocks
+    if blocks is not None:
+        if blocks == "all":
+            blocks = None
+        elif not blocks.isdigit():
+            raise EdgeTLError(f"--finetune-blocks takes a number or 'all', got '{blocks}'")
+        else:
+            blocks = int(blocks)
+    finetune_flags = {
+        "epochs": args.finetune_epochs,
+        "augment": args.augment,
+        "backbone_lr": args.finetune_lr,
+        "head_lr": args.head_lr,
+        "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing,
+        "mixup": args.mixup,
+        "cutmix": args.cutmix,
+        "drop_rate": args.dropout,
+        "ema_decay": args.ema,
+    }
+    finetune = replace(
+        recipe.finetune,
+        seed=args.seed,
+        **{k: v for k, v in finetune_flags.items() if v is not None},
+        **({"blocks": blocks} if args.finetune_blocks is not None else {}),
+    )
+    head = replace(recipe.head, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    return TrainConfig(
         data_dir=args.data,
         output=args.output,
         backbone=args.backbone,
         weights=args.weights,
-        input_size=args.input_size,
+        input_size=args.input_size or recipe.input_size,
+        resize=ResizePolicy(args.resize) if args.resize else recipe.resize,
         val_fraction=args.val_fraction,
         seed=args.seed,
         batch_size=args.batch_size,
         threads=args.threads,
-        head=HeadConfig(epochs=args.epochs, seed=args.seed),
-        finetune=FinetuneConfig(
-            epochs=args.finetune_epochs, blocks=args.finetune_blocks, seed=args.seed
-        ),
+        head=head,
+        finetune=finetune,
         balance=args.balance,
         strict=args.strict,
         resume=args.resume,
         overwrite=args.overwrite,
+        test_dirs=tuple(args.test),
     )
-    bundle = train_bundle(config)
-    metrics = bundle.manifest.metrics["torch"]
-    if args.json:
-        _print_json({"bundle": str(bundle.path), "labels": bundle.labels, "val": metrics})
-    else:
-        print(
-            f"bundle {bundle.path}: {len(bundle.labels)} classes, val top-1 {_pct(metrics['top1'])} "
-            f"on {metrics['num_images']} images"
-        )
-    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -787,49 +878,71 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from edge_tl.bundle import Bundle
-    from edge_tl.data.folder import scan_dataset
-    from edge_tl.evaluate import collect_logits, labelled_subset, validation_images
+    from edge_tl.bundle import Bundle, stage_bundle
+    from edge_tl.evaluate import collect_logits, validation_images
     from edge_tl.metrics import classification_report
     from edge_tl.runtime import create_backend
+    from edge_tl.scorecard import VAL_SET, load_test_sets, recall_gaps, summarize
 
     bundle = Bundle.load(args.bundle)
+    test_sets = load_test_sets([*args.data, *args.test], bundle.labels)
     sets = []
-    if not args.data:
-        images = validation_images(bundle)
-        if images is None:
-            raise EdgeTLError(
-                f"{bundle.path}: its validation images are not where training saw them; name a DATA folder"
-            )
-        sets.append(("val (bundle split)", images))
-    for folder_path in args.data:
-        folder, _ = scan_dataset(folder_path)
-        sets.append((str(folder_path), labelled_subset(bundle, folder, folder.samples)))
-    results = {}
+    images = validation_images(bundle)
+    if images is not None:
+        sets.append((VAL_SET, images, None))
+    elif not test_sets:
+        raise EdgeTLError(
+            f"{bundle.path}: its validation images are not where training saw them; name a "
+            "folder with --test DIR"
+        )
+    sets += [(t.name, t.images, str(t.root.resolve())) for t in test_sets]
+    reports, scores = {}, {}
     with create_backend(bundle, args.backend, _precision(args.precision), args.threads) as backend:
-        for name, images in sets:
-            logits = collect_logits([backend], images.paths, description=f"eval {name}")[0]
-            results[name] = classification_report(logits, images.labels, bundle.labels)
+        for name, labelled, root in sets:
+            logits = collect_logits([backend], labelled.paths, description=f"eval {name}")[0]
+            reports[name] = classification_report(logits, labelled.labels, bundle.labels)
+            scores[name] = summarize(reports[name], root)
         description = backend.describe()
+        metrics_key = "torch" if backend.name == "torch" else backend.precision.value
+    warnings = recall_gaps(scores)
+    if test_sets and not args.no_record:
+        with stage_bundle(bundle.path, base=bundle) as stage:
+            entry = stage.manifest.metrics.setdefault(
+                metrics_key, {"precision": backend.precision.value}
+            )
+            recorded = entry.setdefault("test_sets", {})
+            for name, summary in scores.items():
+                if name != VAL_SET:
+                    recorded[name] = summary | {"path": description}
     if args.json:
-        _print_json({"backend": description, "sets": results})
+        _print_json({"backend": description, "sets": reports, "warnings": warnings})
         return 0
+    _scorecard_table(f"{bundle.path} · {description}", scores, bundle.labels)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Sequence[str]) -> None:
+    """Validation and test sets side by side (summaries from edge_tl.scorecard.summarize)."""
     _table(
-        f"{bundle.path} · {description}",
-        ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in bundle.labels]],
+        title,
+        ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in labels]],
         [
             [
                 name,
-                r["images"],
-                _pct(r["top1"]),
-                _pct(r["top3"]),
-                f"{r['macro_f1']:.3f}",
-                *[_pct(r["per_class"][c]["recall"]) for c in bundle.labels],
+                s["num_images"],
+                _pct(s["top1"]),
+                _pct(s["top3"]),
+                f"{s['macro_f1']:.3f}",
+                *[
+                    _pct(s["per_class_recall"][c]) if s["per_class_support"].get(c) else "-"
+                    for c in labels
+                ],
             ]
-            for name, r in results.items()
+            for name, s in scores.items()
         ],
     )
-    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -92,17 +92,19 @@ def validation_images(bundle: Bundle, limit: int | None = None) -> LabelledImage
     if not root.is_dir():
         return None
     folder = scan_image_folder(root)
-    return labelled_subset(bundle, folder, folder.subset(dataset.split.val_files[:limit]))
+    return labelled_subset(bundle.labels, folder, folder.subset(dataset.split.val_files[:limit]))
 
 
-def labelled_subset(bundle: Bundle, folder: ImageFolder, samples: list[Sample]) -> LabelledImages:
-    """Map a folder's class indices onto the bundle's label order (they must name the same classes)."""
-    index = {name: i for i, name in enumerate(bundle.labels)}
+def labelled_subset(
+    labels: Sequence[str], folder: ImageFolder, samples: list[Sample]
+) -> LabelledImages:
+    """Map a folder's class indices onto a model's label order (its classes must be labels)."""
+    index = {name: i for i, name in enumerate(labels)}
     unknown = sorted(set(folder.classes) - set(index))
     if unknown:
         raise DataError(
-            f"{folder.root}: class folder(s) {', '.join(unknown)} are not labels of the bundle "
-            f"({', '.join(bundle.labels)})"
+            f"{folder.root}: class folder(s) {', '.join(unknown)} are not labels of the model "
+            f"({', '.join(labels)})"
         )
     labels = np.asarray([index[folder.classes[s.label]] for s in samples], dtype=np.int64)
     return LabelledImages(paths=[folder.path(s) for s in samples], labels=labels)

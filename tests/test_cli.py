@@ -169,3 +169,50 @@ def test_killed_export_leaves_previous_bundle_intact(exported_bundle: Path, tmp_
         == 0
     )
     assert not list(tmp_path.glob(".edge-tl-staging-*"))
+
+
+@pytest.mark.slow
+def test_test_sets_are_scored_beside_validation_and_recorded(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import make_image_folder
+
+    footage = make_image_folder(tmp_path / "other-footage", per_class=4, seed=7)
+    out = tmp_path / "bundle"
+    result = run_cli(
+        "train", str(tiny_dataset), "-o", str(out), "--preset", "frozen", "--input-size", "64",
+        "--epochs", "20", "--test", str(footage), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    scored = payload["test_sets"]["other-footage"]
+    assert scored["num_images"] == 12 and 0 <= scored["top1"] <= 1
+    assert set(scored["per_class_recall"]) == {"checker", "disc", "stripes"}
+    card = (out / "reports" / "scorecard.md").read_text()
+    assert "| val |" in card and "| other-footage | 12 |" in card
+    assert (out / "reports" / "confusion-test-other-footage.png").is_file()
+
+    # eval: validation and the test set side by side, and the bundle records the test set
+    result = run_cli("eval", str(out), "--test", str(footage), "--backend", "torch")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert [r.split("│")[1].strip() for r in rows] == ["val", "other-footage"]
+    recorded = Bundle.load(out).manifest.metrics["torch"]["test_sets"]["other-footage"]
+    assert recorded["num_images"] == 12 and recorded["path"].startswith("torch")
+    assert recorded["top1"] == pytest.approx(scored["top1"])  # same model, same images
+    Bundle.load(out)  # hashes still verify after the manifest was rewritten
+
+    # --no-record leaves the bundle byte for byte as it was; a wrong class is one line
+    before = snapshot(out)
+    assert (
+        run_cli(
+            "eval", str(out), "--test", str(footage), "--backend", "torch", "--no-record"
+        ).returncode
+        == 0
+    )
+    assert snapshot(out) == before
+    (footage / "plane").mkdir()
+    cv2.imwrite(str(footage / "plane" / "p.png"), np.zeros((8, 8, 3), np.uint8))
+    result = run_cli("eval", str(out), "--test", str(footage), "--backend", "torch")
+    assert result.returncode == 1 and "plane" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

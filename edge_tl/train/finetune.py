@@ -1,5 +1,12 @@
-"""Phase two of transfer learning: fine-tune the top blocks of the backbone with augmentation,
-at a lower learning rate than the head. BatchNorm statistics of frozen parts stay frozen.
+"""Phase two of transfer learning: fine-tune the backbone (its top stages or all of it) with
+augmentation, at a lower learning rate than the head. BatchNorm statistics of frozen parts stay
+frozen.
+
+The head starts from the linear probe of phase one (LP-FT: fine-tuning from a trained head
+distorts the pretrained features less than from a random one, which is what holds up on new
+footage). Optional regularisers: mixup/cutmix (timm), dropout before the classifier, and an
+exponential moving average of the weights (timm's ModelEmaV3), which is what gets evaluated
+and kept when enabled.
 
 A plain loop (train_one_epoch, evaluate, fit), one checkpoint dict per epoch for --resume,
 early stopping on validation top-1, the best epoch kept.
@@ -18,9 +25,10 @@ import numpy as np
 
 from edge_tl._deps import require
 from edge_tl.bundle import InputSpec
+from edge_tl.errors import EdgeTLError
 from edge_tl.progress import track
 from edge_tl.runtime.preprocess import preprocess
-from edge_tl.train.augment import AugmentConfig, augment
+from edge_tl.train.augment import AUGMENT_PRESETS, AugmentConfig, augment
 
 __all__ = ["FinetuneConfig", "finetune", "model_logits", "trainable_parameters"]
 
@@ -30,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FinetuneConfig:
     epochs: int = 3
-    blocks: int = 3  # top backbone stages to unfreeze (plus the head conv and classifier)
+    blocks: int | None = 3  # top backbone stages to unfreeze (+ head conv); None: all, stem too
     head_lr: float = 1e-3
     backbone_lr: float = 1e-4
     weight_decay: float = 0.05
@@ -38,28 +46,42 @@ class FinetuneConfig:
     batch_size: int = 32
     patience: int = 2  # epochs without a better validation top-1 before stopping
     seed: int = 0
+    augment: str = "light"  # a name in edge_tl.train.augment.AUGMENT_PRESETS
+    mixup: float = 0.0  # mixup alpha (0: off)
+    cutmix: float = 0.0  # cutmix alpha (0: off)
+    drop_rate: float = 0.0  # dropout on pooled features before the classifier
+    ema_decay: float = 0.0  # weight EMA decay (0: off), with timm's warm-up
+    warmup: float = 0.15  # share of the steps spent warming up (one-cycle schedule)
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENT_PRESETS:
+            raise EdgeTLError(
+                f"augmentation '{self.augment}' is unknown; choose from {', '.join(AUGMENT_PRESETS)}"
+            )
+        if self.blocks is not None and self.blocks < 1:
+            raise EdgeTLError(f"fine-tune blocks must be >= 1 (or all), got {self.blocks}")
 
 
-def trainable_parameters(model: Any, blocks: int) -> tuple[list[Any], list[Any], list[Any]]:
+def trainable_parameters(model: Any, blocks: int | None) -> tuple[list[Any], list[Any], list[Any]]:
     """(head params, backbone params to fine-tune, modules kept frozen) for a timm EfficientNet."""
     if not all(hasattr(model, a) for a in ("blocks", "conv_head", "bn2", "conv_stem", "bn1")):
-        from edge_tl.errors import EdgeTLError
-
         raise EdgeTLError(
             f"--finetune-epochs supports EfficientNet-family backbones; {type(model).__name__} has no "
             "blocks/conv_head to unfreeze (train its head only)"
         )
+    stages = list(model.blocks)
     head_modules = [model.get_classifier()]
-    tuned_modules = [*list(model.blocks)[len(model.blocks) - blocks :], model.conv_head, model.bn2]
+    if blocks is None:
+        tuned_modules = [model.conv_stem, model.bn1, *stages, model.conv_head, model.bn2]
+    else:
+        tuned_modules = [*stages[max(0, len(stages) - blocks) :], model.conv_head, model.bn2]
     for parameter in model.parameters():
         parameter.requires_grad = False
     for module in [*head_modules, *tuned_modules]:
         for parameter in module.parameters():
             parameter.requires_grad = True
     tuned_ids = {id(m) for m in tuned_modules + head_modules}
-    frozen = [
-        m for m in [model.conv_stem, model.bn1, *list(model.blocks)] if id(m) not in tuned_ids
-    ]
+    frozen = [m for m in [model.conv_stem, model.bn1, *stages] if id(m) not in tuned_ids]
     head = [p for m in head_modules for p in m.parameters()]
     backbone = [p for m in tuned_modules for p in m.parameters()]
     return head, backbone, frozen
@@ -78,12 +100,20 @@ def finetune(
     augmentation: AugmentConfig | None = None,
     class_weights: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
-    """Fine-tune in place; the model ends with the weights of the best validation epoch."""
+    """Fine-tune in place; the model ends with the weights of the best validation epoch
+    (of the weight average, when `config.ema_decay` is set)."""
     torch = require("torch", "train")
-    augmentation = augmentation or AugmentConfig()
+    require("timm", "train")
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+    from timm.utils import ModelEmaV3
+
+    augmentation = augmentation or AUGMENT_PRESETS[config.augment]
+    num_classes = int(model.get_classifier().out_features)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     model = model.to(device).to(memory_format=torch.channels_last)
+    model.drop_rate = config.drop_rate  # timm applies it to pooled features in forward_head
     head, backbone, frozen = trainable_parameters(model, config.blocks)
     optimizer = torch.optim.AdamW(
         [{"params": head, "lr": config.head_lr}, {"params": backbone, "lr": config.backbone_lr}],
@@ -92,18 +122,38 @@ def finetune(
     steps_per_epoch = max(1, -(-len(train_images) // config.batch_size))
     steps = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[config.head_lr, config.backbone_lr], total_steps=steps, pct_start=0.15
+        optimizer,
+        max_lr=[config.head_lr, config.backbone_lr],
+        total_steps=steps,
+        pct_start=config.warmup,
     )
-    weight = (
-        torch.from_numpy(class_weights).float().to(device) if class_weights is not None else None
-    )
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    mixer = None
+    if config.mixup > 0 or config.cutmix > 0:
+        if class_weights is not None:
+            raise EdgeTLError("class weights (--balance) cannot be combined with mixup/cutmix")
+        mixer = Mixup(
+            mixup_alpha=config.mixup,
+            cutmix_alpha=config.cutmix,
+            label_smoothing=config.label_smoothing,
+            num_classes=num_classes,
+        )
+        loss_fn = SoftTargetCrossEntropy()
+    else:
+        weight = (
+            torch.from_numpy(class_weights).float().to(device)
+            if class_weights is not None
+            else None
+        )
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
     history: list[dict[str, float]] = []
     start_epoch, best_top1, best_state, stale = 0, -1.0, None, 0
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.module.load_state_dict(state["ema"])
         if state["config"]["epochs"] == config.epochs:
             scheduler.load_state_dict(state["scheduler"])
         else:  # resumed with more (or fewer) epochs: same schedule shape, advanced to this point
@@ -131,8 +181,12 @@ def finetune(
             augmentation,
             device,
             f"fine-tune {epoch}/{config.epochs}",
+            mixer=mixer,
+            ema=ema,
+            step=(epoch - 1) * steps_per_epoch,
         )
-        val_top1 = evaluate(model, spec, val_images, val_labels, config.batch_size, device)
+        scored = ema.module if ema is not None else model
+        val_top1 = evaluate(scored, spec, val_images, val_labels, config.batch_size, device)
         history.append(
             {
                 "epoch": epoch,
@@ -142,15 +196,17 @@ def finetune(
             }
         )
         log.info("fine-tune epoch %d: loss %.4f, val top-1 %.4f", epoch, loss, val_top1)
-        if val_top1 > best_top1:
+        # ties go to the later epoch: with no better score, more training is not worse
+        if val_top1 >= best_top1 or np.isnan(val_top1):
             best_top1, stale = val_top1, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
         else:
             stale += 1
         if checkpoint is not None:
             torch.save(
                 {
                     "model": model.state_dict(),
+                    "ema": ema.module.state_dict() if ema is not None else None,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "epoch": epoch,
@@ -167,6 +223,9 @@ def finetune(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.drop_rate = 0.0
+    for parameter in model.parameters():
+        parameter.requires_grad = True
     model.to("cpu").eval()
     return history
 
@@ -185,6 +244,9 @@ def train_one_epoch(
     augmentation: AugmentConfig,
     device: str,
     description: str,
+    mixer: Any = None,
+    ema: Any = None,
+    step: int = 0,
 ) -> float:
     torch = require("torch", "train")
     model.train()
@@ -192,17 +254,25 @@ def train_one_epoch(
         module.eval()
     order = rng.permutation(len(images))
     total, seen = 0.0, 0
+    # mixup pairs images within a batch, so an odd-sized last batch is dropped
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if mixer is not None and len(batches) > 1 and len(batches[-1]) % 2:
+        batches = batches[:-1]
     for index in track(batches, description):
         batch = preprocess([augment(images[i], rng, augmentation) for i in index], spec)
         x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(labels[index]).to(device)
+        if mixer is not None:
+            x, y = mixer(x, y)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device == "cuda"):
             loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
+        step += 1
+        if ema is not None:
+            ema.update(model, step=step)
         total += float(loss.detach()) * len(index)
         seen += len(index)
     return total / max(seen, 1)
@@ -220,6 +290,8 @@ def model_logits(
             batch = preprocess(images[start : start + batch_size], spec)
             x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
             chunks.append(model(x).float().cpu().numpy())
+    if not chunks:
+        return np.zeros((0, int(model.get_classifier().out_features)), np.float32)
     return np.concatenate(chunks)
 
 

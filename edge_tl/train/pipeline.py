@@ -37,6 +37,7 @@ from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
 from edge_tl.runtime.classify import softmax
 from edge_tl.runtime.preprocess import load_image
+from edge_tl.scorecard import VAL_SET, load_test_sets, recall_gaps, scorecard_markdown, summarize
 from edge_tl.train.features import extract_features
 from edge_tl.train.finetune import FinetuneConfig, finetune, model_logits
 from edge_tl.train.head import HeadConfig, accuracy, fit_linear_head
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
 TRAIN_REPORT_FILE = "train_report.json"
 REPORTS_DIR = "reports"
+SCORECARD_FILE = "scorecard.md"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class TrainConfig:
     strict: bool = False  # an unreadable image is fatal instead of skipped
     resume: bool = False  # continue fine-tuning from the checkpoint beside the output
     overwrite: bool = False
+    # scored after training, never used to choose anything (epochs, checkpoints, stopping)
+    test_dirs: tuple[Path, ...] = ()
 
 
 def train_bundle(config: TrainConfig) -> Bundle:
@@ -100,6 +104,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
             len(leaks),
             *leaks[0],
         )
+    test_sets = load_test_sets(config.test_dirs, folder.classes)  # bad folders fail before training
     spec = get_spec(config.backbone)
     input_spec = spec.input_spec(config.input_size, config.resize)
     log.info(
@@ -163,6 +168,18 @@ def train_bundle(config: TrainConfig) -> Bundle:
     evaluation = (
         classification_report(val_logits, val_y, folder.classes) if val_logits is not None else None
     )
+    scores = {VAL_SET: summarize(evaluation)} if evaluation else {}
+    test_reports = {}
+    for test_set in test_sets:
+        images = [load_image(p) for p in test_set.images.paths]
+        logits = model_logits(model, input_spec, images, config.batch_size)
+        test_reports[test_set.name] = classification_report(
+            logits, test_set.images.labels, folder.classes
+        )
+        scores[test_set.name] = summarize(test_reports[test_set.name], str(test_set.root.resolve()))
+    warnings = recall_gaps(scores)
+    for warning in warnings:
+        log.warning("%s", warning)
     dataset = DatasetInfo(
         root=str(folder.root.resolve()),
         fingerprint=folder.fingerprint(data_report.content_hash),
@@ -187,8 +204,13 @@ def train_bundle(config: TrainConfig) -> Bundle:
         provenance=new_provenance(dataset),
     )
     total_seconds = time.perf_counter() - started
+    tuned = (
+        "whole backbone"
+        if config.finetune.blocks is None
+        else f"top {config.finetune.blocks} stages"
+    )
     phases = "frozen backbone + head" + (
-        f", fine-tuned top {config.finetune.blocks} stages" if finetune_history else ""
+        f", fine-tuned {tuned} ({config.finetune.augment} augmentation)" if finetune_history else ""
     )
     manifest.metrics["torch"] = {
         "precision": Precision.FP32.value,
@@ -200,6 +222,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
         if evaluation
         else {},
         "path": f"torch eager cpu ({phases})",
+        "test_sets": {k: v for k, v in scores.items() if k != VAL_SET},
     }
     report = {
         "config": _jsonable(asdict(config)),
@@ -212,6 +235,8 @@ def train_bundle(config: TrainConfig) -> Bundle:
         },
         "finetune": {"history": finetune_history},
         "val": evaluation,
+        "test_sets": test_reports,
+        "warnings": warnings,
         "train_images": len(train),
         "val_images": len(val),
         "seconds": {
@@ -227,6 +252,13 @@ def train_bundle(config: TrainConfig) -> Bundle:
         stage.add_artifact(MODEL_FILE, ArtifactKind.TORCH, Precision.FP32)
         stage.new_file(TRAIN_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         _write_plots(stage.dir / REPORTS_DIR, report, folder, val, val_logits)
+        if scores:
+            (stage.dir / REPORTS_DIR).mkdir(exist_ok=True)
+            (stage.dir / REPORTS_DIR / SCORECARD_FILE).write_text(
+                scorecard_markdown(
+                    f"{config.output.name}: validation and test sets", scores, folder.classes
+                )
+            )
     log.info(
         "wrote %s (val top-1 %s) in %.1f s",
         config.output,
@@ -259,6 +291,13 @@ def _write_plots(
         report["val"]["confusion_matrix"], folder.classes, "validation", out / "confusion-val.png"
     )
     (out / "confusion-val.json").write_text(json.dumps(report["val"], indent=2) + "\n")
+    for name, test_report in report["test_sets"].items():
+        plot_confusion(
+            test_report["confusion_matrix"],
+            folder.classes,
+            f"test: {name}",
+            out / f"confusion-test-{_file_safe(name)}.png",
+        )
     labels = _labels(val)
     probabilities = softmax(val_logits)
     wrong = np.flatnonzero(val_logits.argmax(axis=1) != labels)
@@ -273,6 +312,10 @@ def _write_plots(
         f"worst validation mistakes ({len(wrong)} of {len(val)})",
         out / "worst-val.png",
     )
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -1,0 +1,125 @@
+"""One model's scores on its validation split and on test sets, side by side. torch-free.
+
+A validation split drawn from the training footage flatters a model: the same vehicles appear in
+neighbouring frames on both sides of a random split. Test sets from other footage say what a
+deployment meets. This module names the test sets, turns classification reports into the
+summaries the manifest keeps, warns when a class's recall on a test set falls far below its
+validation recall, and writes the side-by-side Markdown report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_tl.data.folder import scan_image_folder
+from edge_tl.evaluate import LabelledImages, labelled_subset
+
+__all__ = [
+    "VAL_SET",
+    "TestSet",
+    "load_test_sets",
+    "summarize",
+    "recall_gaps",
+    "scorecard_markdown",
+    "RECALL_GAP_WARNING",
+]
+
+VAL_SET = "val"
+RECALL_GAP_WARNING = 0.10  # a class losing more recall than this on a test set is flagged
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str  # unique among the sets scored together; the folder's name where that is unique
+    root: Path
+    images: LabelledImages
+
+
+def load_test_sets(dirs: Sequence[str | os.PathLike[str]], labels: Sequence[str]) -> list[TestSet]:
+    """Scan each folder (DATA/<class>/<image>) and map its classes onto `labels`.
+
+    A test set may lack some classes; a class that is not among `labels` is an error naming it.
+    """
+    sets: list[TestSet] = []
+    taken = {VAL_SET}
+    for directory in dirs:
+        root = Path(directory)
+        folder = scan_image_folder(root, min_classes=1)
+        name = root.resolve().name or str(root)
+        if name in taken:
+            name = str(root)
+        taken.add(name)
+        sets.append(TestSet(name, root, labelled_subset(labels, folder, folder.samples)))
+    return sets
+
+
+def summarize(report: Mapping[str, Any], root: str | None = None) -> dict[str, Any]:
+    """What the manifest keeps of a classification report (edge_tl.metrics)."""
+    summary = {
+        "num_images": report["images"],
+        "top1": report["top1"],
+        "top3": report["top3"],
+        "macro_f1": report["macro_f1"],
+        "per_class_recall": {k: v["recall"] for k, v in report["per_class"].items()},
+        "per_class_support": {k: v["support"] for k, v in report["per_class"].items()},
+        "confusion_matrix": report["confusion_matrix"],
+    }
+    return summary | ({"root": root} if root else {})
+
+
+def recall_gaps(
+    sets: Mapping[str, Mapping[str, Any]], max_drop: float = RECALL_GAP_WARNING
+) -> list[str]:
+    """Warnings for classes whose recall on a test set is more than `max_drop` below validation.
+
+    `sets` maps set names to summaries (see `summarize`); the validation set is `VAL_SET`.
+    Classes a test set has no images of are not compared.
+    """
+    val = sets.get(VAL_SET)
+    if val is None:
+        return []
+    warnings = []
+    for name, summary in sets.items():
+        if name == VAL_SET:
+            continue
+        for label, recall in summary["per_class_recall"].items():
+            if not summary["per_class_support"].get(label) or label not in val["per_class_recall"]:
+                continue
+            drop = val["per_class_recall"][label] - recall
+            if drop > max_drop:
+                warnings.append(
+                    f"class '{label}': recall {recall:.1%} on {name} vs {val['per_class_recall'][label]:.1%} "
+                    f"on validation ({drop * 100:.1f} points lower): the model may not hold up on "
+                    "new footage of this class; add varied examples of it"
+                )
+    return warnings
+
+
+def scorecard_markdown(
+    title: str, sets: Mapping[str, Mapping[str, Any]], labels: Sequence[str]
+) -> str:
+    """Validation and every test set side by side: top-1/3, per-class recall, confusion matrices."""
+    lines = [f"# {title}", "", "## Accuracy per set", ""]
+    header = ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in labels]]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, s in sets.items():
+        recalls = [
+            f"{s['per_class_recall'][c]:.1%}" if s["per_class_support"].get(c) else "-"
+            for c in labels
+        ]
+        row = [name, str(s["num_images"]), f"{s['top1']:.2%}", f"{s['top3']:.2%}"]
+        lines.append("| " + " | ".join([*row, f"{s['macro_f1']:.3f}", *recalls]) + " |")
+    gaps = recall_gaps(sets)
+    if gaps:
+        lines += ["", "## Warnings", "", *[f"- {g}" for g in gaps]]
+    for name, s in sets.items():
+        lines += ["", f"## Confusion matrix: {name} (rows true, columns predicted)", ""]
+        lines += ["| true \\ predicted | " + " | ".join(labels) + " |"]
+        lines += ["|" + "---|" * (len(labels) + 1)]
+        for label, row in zip(labels, s["confusion_matrix"], strict=True):
+            lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
