@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=None, help="head epochs on cached features")
     p.add_argument(
+        "--head-views",
+        type=int,
+        default=None,
+        help="augmented copies of each training image the head also learns from (each costs a "
+        "backbone pass over the training set)",
+    )
+    p.add_argument(
         "--batch-size", type=int, default=32, help="feature extraction batch (default: %(default)s)"
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
@@ -129,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="backbone stages to fine-tune from the top, or 'all'",
     )
-    p.add_argument("--augment", default=None, help="augmentation strength: none, light or camera")
+    p.add_argument(
+        "--augment",
+        default=None,
+        help="fine-tuning augmentation: none, light, camera or overhead (any heading)",
+    )
+    p.add_argument(
+        "--head-augment", default=None, help="augmentation of the --head-views (as --augment)"
+    )
     p.add_argument("--finetune-lr", type=float, default=None, help="backbone learning rate")
     p.add_argument(
         "--head-lr", type=float, default=None, help="classifier learning rate in phase two"
@@ -142,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (0: off)")
     p.add_argument("--dropout", type=float, default=None, help="dropout before the classifier")
     p.add_argument("--ema", type=float, default=None, help="weight EMA decay (0: off)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop fine-tuning after N epochs without a better validation top-1",
+    )
     p.add_argument(
         "--balance", action="store_true", help="inverse-frequency class weights in the loss"
     )
@@ -553,6 +573,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "cutmix": args.cutmix,
         "drop_rate": args.dropout,
         "ema_decay": args.ema,
+        "patience": args.patience,
     }
     finetune = replace(
         recipe.finetune,
@@ -560,7 +581,10 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         **{k: v for k, v in finetune_flags.items() if v is not None},
         **({"blocks": blocks} if args.finetune_blocks is not None else {}),
     )
-    head = replace(recipe.head, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    head_flags = {"epochs": args.epochs, "views": args.head_views, "augment": args.head_augment}
+    head = replace(
+        recipe.head, seed=args.seed, **{k: v for k, v in head_flags.items() if v is not None}
+    )
     return TrainConfig(
         data_dir=args.data,
         output=args.output,

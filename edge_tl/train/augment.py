@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["AugmentConfig", "augment", "AUGMENT_PRESETS"]
+__all__ = ["AugmentConfig", "augment", "augment_preset", "AUGMENT_PRESETS"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,18 @@ def augment(
         if ok:
             image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     return image
+
+
+def augment_preset(name: str) -> AugmentConfig:
+    """The named strength from AUGMENT_PRESETS; an unknown name fails listing the known ones."""
+    try:
+        return AUGMENT_PRESETS[name]
+    except KeyError:
+        from edge_tl.errors import EdgeTLError
+
+        raise EdgeTLError(
+            f"augmentation '{name}' is unknown; choose from {', '.join(AUGMENT_PRESETS)}"
+        ) from None
 
 
 def _warp(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -110,7 +122,7 @@ def _light(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -
         pixels = np.repeat(grey, 3, axis=2)
     else:
         pixels = (pixels - grey) * (1 + rng.uniform(-config.saturation, config.saturation)) + grey
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    return np.rint(np.clip(pixels, 0, 255)).astype(np.uint8)
 
 
 # Named strengths, chosen by the experiments in benchmarks/results/training-generalization.md.
@@ -128,6 +140,19 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "camera": AugmentConfig(
         scale=(0.5, 1.0),
         rotate_degrees=30.0,
+        perspective=0.1,
+        brightness=0.3,
+        contrast=0.3,
+        saturation=0.4,
+        grayscale=0.05,
+        blur=0.3,
+        downscale=0.3,
+        jpeg=0.5,
+    ),
+    # seen from above, a vehicle can head any way: rotations of any angle, camera effects as above
+    "overhead": AugmentConfig(
+        scale=(0.5, 1.0),
+        rotate_degrees=180.0,
         perspective=0.1,
         brightness=0.3,
         contrast=0.3,

@@ -5,7 +5,7 @@ Images go through `edge_tl.runtime.preprocess`, the exact code the runtime serve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,14 +32,17 @@ def extract_features(
     spec: InputSpec,
     batch_size: int = 32,
     description: str = "features",
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Pooled pre-logit features (N, D) of `model` (timm) for the images at `paths`."""
+    """Pooled pre-logit features (N, D) of `model` (timm) for the images at `paths`, each
+    passed through `transform` (an augmentation, say) after decoding when one is given."""
     torch = require("torch", "train")
     model = model.eval().to(memory_format=torch.channels_last)
     chunks = []
     with torch.inference_mode():
         for batch_paths in track(iter_batches(paths, batch_size), description):
-            batch = preprocess([load_image(p) for p in batch_paths], spec)
+            images = [load_image(p) for p in batch_paths]
+            batch = preprocess([transform(i) for i in images] if transform else images, spec)
             x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
             features = model.forward_head(model.forward_features(x), pre_logits=True)
             chunks.append(features.float().numpy())

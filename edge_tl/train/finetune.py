@@ -28,7 +28,7 @@ from edge_tl.bundle import InputSpec
 from edge_tl.errors import EdgeTLError
 from edge_tl.progress import track
 from edge_tl.runtime.preprocess import preprocess
-from edge_tl.train.augment import AUGMENT_PRESETS, AugmentConfig, augment
+from edge_tl.train.augment import AugmentConfig, augment, augment_preset
 
 __all__ = ["FinetuneConfig", "finetune", "model_logits", "trainable_parameters"]
 
@@ -54,10 +54,7 @@ class FinetuneConfig:
     warmup: float = 0.15  # share of the steps spent warming up (one-cycle schedule)
 
     def __post_init__(self) -> None:
-        if self.augment not in AUGMENT_PRESETS:
-            raise EdgeTLError(
-                f"augmentation '{self.augment}' is unknown; choose from {', '.join(AUGMENT_PRESETS)}"
-            )
+        augment_preset(self.augment)  # an unknown name fails here, before any work
         if self.blocks is not None and self.blocks < 1:
             raise EdgeTLError(f"fine-tune blocks must be >= 1 (or all), got {self.blocks}")
 
@@ -108,7 +105,7 @@ def finetune(
     from timm.loss import SoftTargetCrossEntropy
     from timm.utils import ModelEmaV3
 
-    augmentation = augmentation or AUGMENT_PRESETS[config.augment]
+    augmentation = augmentation or augment_preset(config.augment)
     num_classes = int(model.get_classifier().out_features)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)

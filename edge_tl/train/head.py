@@ -19,6 +19,16 @@ class HeadConfig:
     label_smoothing: float = 0.1
     batch_size: int = 64
     seed: int = 0
+    # augmented copies of each training image whose features the head also trains on (0: none);
+    # each costs one more pass of the backbone over the training set
+    views: int = 0
+    augment: str = "camera"  # a name in edge_tl.train.augment.AUGMENT_PRESETS
+
+    def __post_init__(self) -> None:
+        if self.views:
+            from edge_tl.train.augment import augment_preset
+
+            augment_preset(self.augment)  # an unknown name fails here, before any work
 
 
 @dataclass

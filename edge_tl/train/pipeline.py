@@ -38,6 +38,7 @@ from edge_tl.models.registry import create_backbone, get_spec
 from edge_tl.runtime.classify import softmax
 from edge_tl.runtime.preprocess import load_image
 from edge_tl.scorecard import VAL_SET, load_test_sets, recall_gaps, scorecard_markdown, summarize
+from edge_tl.train.augment import augment, augment_preset
 from edge_tl.train.features import extract_features
 from edge_tl.train.finetune import FinetuneConfig, finetune, model_logits
 from edge_tl.train.head import HeadConfig, accuracy, fit_linear_head
@@ -126,6 +127,22 @@ def train_bundle(config: TrainConfig) -> Bundle:
     train_x = extract_features(
         model, _paths(folder, train), input_spec, config.batch_size, "features (train)"
     )
+    head_x, head_y = train_x, train_y
+    if config.head.views:
+        rng = np.random.default_rng(config.seed)
+        views = [
+            extract_features(
+                model,
+                _paths(folder, train),
+                input_spec,
+                config.batch_size,
+                f"features (augmented view {v + 1}/{config.head.views})",
+                transform=lambda image: augment(image, rng, augment_preset(config.head.augment)),
+            )
+            for v in range(config.head.views)
+        ]
+        head_x = np.concatenate([train_x, *views])
+        head_y = np.tile(train_y, config.head.views + 1)
     val_x = extract_features(
         model, _paths(folder, val), input_spec, config.batch_size, "features (val)"
     )
@@ -133,7 +150,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
 
     t0 = time.perf_counter()
     result = fit_linear_head(
-        train_x, train_y, val_x, val_y, len(folder.classes), config.head, class_weights
+        head_x, head_y, val_x, val_y, len(folder.classes), config.head, class_weights
     )
     head_seconds = time.perf_counter() - t0
     classifier = getattr(model, spec.classifier)

@@ -93,3 +93,40 @@ def test_finetune_resumes_from_its_checkpoint(
     resumed = run(2, resume=True)
     assert [h["epoch"] for h in resumed] == [1, 2]  # epoch 1 came from the checkpoint, not re-run
     assert resumed[0]["loss"] == first[0]["loss"]
+
+
+def test_whole_backbone_finetune_with_ema_and_mixup(data: tuple[list[Path], np.ndarray]) -> None:
+    paths, labels = data
+    model = create_backbone("efficientnet_lite0", 3, pretrained=True)
+    spec = get_spec("efficientnet_lite0").input_spec(64)
+    images = [load_image(p) for p in paths]
+    before = _snapshot(model)
+    config = FinetuneConfig(
+        epochs=1, blocks=None, batch_size=12, augment="overhead", mixup=0.2, cutmix=1.0,
+        drop_rate=0.2, ema_decay=0.9,
+    )  # fmt: skip
+    history = finetune(model, spec, images, labels, images[:6], labels[:6], config)
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    changed = {k.split(".")[0] for k in _changed(before, model)}
+    assert {"conv_stem", "bn1", "blocks", "conv_head", "classifier"} <= changed  # stem too
+    assert model.drop_rate == 0.0 and not model.training  # ready for export and serving
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_finetune_config_refuses_unknown_augmentation_and_zero_blocks() -> None:
+    from edge_tl.errors import EdgeTLError
+
+    with pytest.raises(EdgeTLError, match="'heavy' is unknown"):
+        FinetuneConfig(augment="heavy")
+    with pytest.raises(EdgeTLError, match="blocks must be >= 1"):
+        FinetuneConfig(blocks=0)
+
+
+def test_feature_views_go_through_the_transform(data: tuple[list[Path], np.ndarray]) -> None:
+    paths, _ = data
+    model = create_backbone("efficientnet_lite0", 3, pretrained=True)
+    spec = get_spec("efficientnet_lite0").input_spec(64)
+    plain = extract_features(model, paths[:4], spec)
+    blank = extract_features(model, paths[:4], spec, transform=lambda image: image * 0)
+    assert np.abs(plain[0] - plain[1]).max() > 1e-3  # different images, different features
+    np.testing.assert_allclose(blank[0], blank[1], atol=1e-5)  # all blanked: all the same
