@@ -415,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a test set with the bundle's class names; repeat for several (scored beside validation)",
     )
     p.add_argument(
+        "--tta",
+        default=None,
+        help="also score with test-time augmentation (hflip or hflip-rot180) and show what it "
+        "costs in batch-1 latency",
+    )
+    p.add_argument(
         "--no-record",
         action="store_true",
         help="do not write the test-set scores into the bundle's manifest",
@@ -903,7 +909,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from edge_tl.bundle import Bundle, stage_bundle
-    from edge_tl.evaluate import collect_logits, validation_images
+    from edge_tl.evaluate import collect_logits, tta_views, validation_images
     from edge_tl.metrics import classification_report
     from edge_tl.runtime import create_backend
     from edge_tl.scorecard import VAL_SET, load_test_sets, recall_gaps, summarize
@@ -920,12 +926,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "folder with --test DIR"
         )
     sets += [(t.name, t.images, str(t.root.resolve())) for t in test_sets]
-    reports, scores = {}, {}
+    reports, scores, tta_scores, latency = {}, {}, {}, {}
+    views = tta_views(args.tta) if args.tta else None
     with create_backend(bundle, args.backend, _precision(args.precision), args.threads) as backend:
         for name, labelled, root in sets:
             logits = collect_logits([backend], labelled.paths, description=f"eval {name}")[0]
             reports[name] = classification_report(logits, labelled.labels, bundle.labels)
             scores[name] = summarize(reports[name], root)
+            if views:
+                logits = collect_logits(
+                    [backend], labelled.paths, description=f"eval {name} ({args.tta})", views=views
+                )[0]
+                report = classification_report(logits, labelled.labels, bundle.labels)
+                tta_scores[f"{name} · tta {args.tta}"] = summarize(report, root)
+        if views:
+            latency = _tta_latency(backend, bundle, sets[0][1].paths[0], len(views))
         description = backend.describe()
         metrics_key = "torch" if backend.name == "torch" else backend.precision.value
     warnings = recall_gaps(scores)
@@ -939,12 +954,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 if name != VAL_SET:
                     recorded[name] = summary | {"path": description}
     if args.json:
-        _print_json({"backend": description, "sets": reports, "warnings": warnings})
+        _print_json(
+            {
+                "backend": description,
+                "sets": reports,
+                "warnings": warnings,
+                "tta": {"views": args.tta, "sets": tta_scores, "latency": latency}
+                if views
+                else None,
+            }
+        )
         return 0
-    _scorecard_table(f"{bundle.path} · {description}", scores, bundle.labels)
+    _scorecard_table(f"{bundle.path} · {description}", scores | tta_scores, bundle.labels)
     for warning in warnings:
         print(f"warning: {warning}")
+    if views:
+        print(
+            f"test-time augmentation '{args.tta}': {len(views)} passes per image; batch-1 p50 "
+            f"{latency['p50_ms_plain']:.2f} ms -> {latency['p50_ms_tta']:.2f} ms "
+            f"(x{latency['p50_ms_tta'] / latency['p50_ms_plain']:.2f}) on this machine"
+        )
     return 0
+
+
+def _tta_latency(backend: Any, bundle: Any, image_path: Path, passes: int) -> dict[str, float]:
+    """Batch-1 p50 of one image vs the same image in `passes` views (what TTA costs to serve)."""
+    import numpy as np
+
+    from edge_tl.bench.latency import time_backend
+    from edge_tl.runtime.preprocess import load_image, prepare_batch
+
+    image = load_image(image_path)
+    one = prepare_batch([image], bundle.input_spec, backend.raw_input)
+    many = prepare_batch([image] * passes, bundle.input_spec, backend.raw_input)
+    plain = float(np.median(time_backend(backend.infer, one, warmup=5, iterations=30)))
+    tta = float(np.median(time_backend(backend.infer, many, warmup=5, iterations=30)))
+    return {"p50_ms_plain": plain, "p50_ms_tta": tta, "passes": passes}
 
 
 def _scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Sequence[str]) -> None:

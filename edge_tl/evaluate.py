@@ -6,7 +6,7 @@ compared on identical inputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.preprocess import load_image, prepare_batch
 
 __all__ = [
+    "TTA_VIEWS",
+    "tta_views",
     "LabelledImages",
     "collect_logits",
     "logits_on_images",
@@ -37,24 +39,72 @@ class LabelledImages:
     labels: np.ndarray  # indices into the bundle's labels
 
 
+View = Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+def _hflip(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def _rot180(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[::-1, ::-1])
+
+
+# test-time augmentation: the views each image is scored in (log-probabilities averaged)
+TTA_VIEWS: dict[str, tuple[View, ...]] = {
+    "none": (_identity,),
+    "hflip": (_identity, _hflip),
+    "hflip-rot180": (_identity, _hflip, _rot180, lambda image: _hflip(_rot180(image))),
+}
+
+
+def tta_views(name: str) -> tuple[View, ...]:
+    try:
+        return TTA_VIEWS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown test-time augmentation '{name}'; choose from {', '.join(TTA_VIEWS)}"
+        ) from None
+
+
 def collect_logits(
     backends: Sequence[Backend],
     paths: Sequence[Path],
     batch_size: int = 32,
     description: str = "evaluate",
+    views: Sequence[View] = (_identity,),
 ) -> list[np.ndarray]:
     """Logits (N, C) of each backend on the same images, decoded once per batch and prepared
-    once per input format (fused-preprocessing graphs take raw pixels, model.pt does not)."""
+    once per input format (fused-preprocessing graphs take raw pixels, model.pt does not).
+
+    With several `views` (test-time augmentation), each image is scored in every view and the
+    result is the mean log-probability over views (argmax = the product of probabilities).
+    """
     if not backends:
         raise ValueError("collect_logits needs at least one backend")
     outputs: list[list[np.ndarray]] = [[] for _ in backends]
     batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
     for batch_paths in track(batches, description):
-        for out, logits in zip(
-            outputs, logits_on_images(backends, [load_image(p) for p in batch_paths]), strict=True
-        ):
+        images = [load_image(p) for p in batch_paths]
+        if len(views) == 1:
+            per_backend = logits_on_images(backends, [views[0](i) for i in images])
+        else:
+            scored = [logits_on_images(backends, [v(i) for i in images]) for v in views]
+            per_backend = [
+                np.mean([_log_softmax(s[b]) for s in scored], axis=0) for b in range(len(backends))
+            ]
+        for out, logits in zip(outputs, per_backend, strict=True):
             out.append(logits)
     return [np.concatenate(out) if out else np.zeros((0, 0), np.float32) for out in outputs]
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def logits_on_images(backends: Sequence[Backend], images: list[np.ndarray]) -> list[np.ndarray]:

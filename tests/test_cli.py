@@ -202,6 +202,17 @@ def test_test_sets_are_scored_beside_validation_and_recorded(
     assert recorded["top1"] == pytest.approx(scored["top1"])  # same model, same images
     Bundle.load(out)  # hashes still verify after the manifest was rewritten
 
+    # test-time augmentation: scored beside the plain rows, with its latency cost measured
+    result = run_cli(
+        "eval", str(out), "--test", str(footage), "--backend", "torch", "--tta", "hflip", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    tta = json.loads(result.stdout)["tta"]
+    assert set(tta["sets"]) == {"val · tta hflip", "other-footage · tta hflip"}
+    assert tta["latency"]["passes"] == 2 and tta["latency"]["p50_ms_tta"] > 0
+    assert tta["sets"]["other-footage · tta hflip"]["num_images"] == 12
+    assert run_cli("eval", str(out), "--tta", "spin").stderr.count("hflip-rot180") == 1
+
     # --no-record leaves the bundle byte for byte as it was; a wrong class is one line
     before = snapshot(out)
     assert (
