@@ -85,13 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="training recipe: fast, default or frozen (default: default); the flags below "
         "override single settings of it",
     )
-    p.add_argument(
-        "--test",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a test set DIR/<class>/<image> scored after training, beside validation; repeatable. "
+    _add_test_option(
+        p,
+        "a test set DIR/<class>/<image> scored after training, beside validation; repeatable. "
         "Never used for training or to choose epochs",
     )
     p.add_argument(
@@ -406,13 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "data", type=Path, nargs="*", help="test folders DATA/<class>/<image> (same as --test)"
     )
-    p.add_argument(
-        "--test",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a test set with the bundle's class names; repeat for several (scored beside validation)",
+    _add_test_option(
+        p, "a test set with the bundle's class names; repeat for several (scored beside validation)"
     )
     p.add_argument(
         "--tta",
@@ -462,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_json(parser: argparse.ArgumentParser, help: str = "print results as JSON") -> None:
     parser.add_argument("--json", action="store_true", help=help)
+
+
+def _add_test_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--test", type=Path, action="append", default=[], metavar="DIR", help=help)
 
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:

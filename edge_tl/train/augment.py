@@ -10,7 +10,7 @@ perspective warp, so a crop, a rotation and a tilt cost one resampling.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -126,6 +126,18 @@ def _light(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -
 
 
 # Named strengths, chosen by the experiments in benchmarks/results/training-generalization.md.
+_CAMERA = AugmentConfig(
+    scale=(0.5, 1.0),
+    rotate_degrees=30.0,
+    perspective=0.1,
+    brightness=0.3,
+    contrast=0.3,
+    saturation=0.4,
+    grayscale=0.05,
+    blur=0.3,
+    downscale=0.3,
+    jpeg=0.5,
+)
 AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(
         scale=(1.0, 1.0),
@@ -137,29 +149,8 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
         saturation=0.0,
     ),
     "light": AugmentConfig(),
-    "camera": AugmentConfig(
-        scale=(0.5, 1.0),
-        rotate_degrees=30.0,
-        perspective=0.1,
-        brightness=0.3,
-        contrast=0.3,
-        saturation=0.4,
-        grayscale=0.05,
-        blur=0.3,
-        downscale=0.3,
-        jpeg=0.5,
-    ),
+    # what a fixed camera does to a crop: framing, tilt, blur, resolution, compression, light
+    "camera": _CAMERA,
     # seen from above, a vehicle can head any way: rotations of any angle, camera effects as above
-    "overhead": AugmentConfig(
-        scale=(0.5, 1.0),
-        rotate_degrees=180.0,
-        perspective=0.1,
-        brightness=0.3,
-        contrast=0.3,
-        saturation=0.4,
-        grayscale=0.05,
-        blur=0.3,
-        downscale=0.3,
-        jpeg=0.5,
-    ),
+    "overhead": replace(_CAMERA, rotate_degrees=180.0),
 }
