@@ -31,8 +31,12 @@ EXPERIMENTS: dict[str, str] = {
     "lite0-frozen-224": "--preset frozen",
     "lite0-frozen-160": "--preset frozen --input-size 160",
     "lite0-frozen-160-squash": "--preset frozen --input-size 160 --resize squash",
-    "lite1-frozen-224": "--preset frozen --backbone efficientnet_lite1",
-    "lite2-frozen-224": "--preset frozen --backbone efficientnet_lite2",
+    "lite1-frozen-240": "--preset frozen --backbone efficientnet_lite1",
+    "lite2-frozen-260": "--preset frozen --backbone efficientnet_lite2",
+    "lite2-frozen-260-squash": "--preset frozen --backbone efficientnet_lite2 --resize squash",
+    "lite2-ft-top3-camera-260-3ep-ema": "--preset frozen --backbone efficientnet_lite2 "
+    "--finetune-epochs 3 --finetune-blocks 3 --augment camera --head-lr 2e-4 --finetune-lr 1e-4 "
+    "--ema 0.998 --patience 10",
     "lite0-top3-light-224-3ep": "--preset frozen --finetune-epochs 3 --finetune-blocks 3 --augment light",
     "lite0-frozen-160-views4": "--preset frozen --input-size 160 --head-views 4",
     "lite0-frozen-160-views4-overhead": "--preset frozen --input-size 160 --head-views 4 "

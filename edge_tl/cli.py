@@ -64,14 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train",
         _cmd_train,
-        "Train a classifier on an ImageFolder (frozen pretrained backbone + new head) and write a bundle.",
+        "Train a classifier on an ImageFolder (pretrained backbone + new head, optionally fine-tuned) "
+        "and write a bundle; --test sets are scored beside validation.",
     )
     p.add_argument("data", type=Path, help="dataset folder: DATA/<class>/<image>")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
     p.add_argument(
         "--backbone",
-        default="efficientnet_lite0",
-        help="efficientnet_lite0/1/2 (offline weights) or timm:<model> (hub weights) (default: %(default)s)",
+        default=None,
+        help="efficientnet_lite0/1/2 (offline weights) or timm:<model> (hub weights) "
+        "(default: the preset's)",
     )
     p.add_argument(
         "--weights",
@@ -82,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         default=None,
-        help="training recipe: fast, default or frozen (default: default); the flags below "
-        "override single settings of it",
+        help="training recipe: default (frozen Lite2, ~4 min on 2 cores), fast (frozen Lite0, "
+        "~2 min) or frozen (the --backbone frozen); the flags below override single settings",
     )
     _add_test_option(
         p,
@@ -589,7 +591,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return TrainConfig(
         data_dir=args.data,
         output=args.output,
-        backbone=args.backbone,
+        backbone=args.backbone or recipe.backbone or "efficientnet_lite0",
         weights=args.weights,
         input_size=args.input_size or recipe.input_size,
         resize=ResizePolicy(args.resize) if args.resize else recipe.resize,

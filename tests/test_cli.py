@@ -16,7 +16,7 @@ import pytest
 
 from edge_tl.bundle import Bundle
 from edge_tl.cli import build_parser, main
-from tests.conftest import run_cli, snapshot
+from tests.conftest import make_image_folder, run_cli, snapshot
 
 COMMANDS = [
     "train",
@@ -175,7 +175,6 @@ def test_killed_export_leaves_previous_bundle_intact(exported_bundle: Path, tmp_
 def test_test_sets_are_scored_beside_validation_and_recorded(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    from tests.conftest import make_image_folder
 
     footage = make_image_folder(tmp_path / "other-footage", per_class=4, seed=7)
     out = tmp_path / "bundle"
@@ -227,3 +226,44 @@ def test_test_sets_are_scored_beside_validation_and_recorded(
     result = run_cli("eval", str(out), "--test", str(footage), "--backend", "torch")
     assert result.returncode == 1 and "plane" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_presets_and_the_flags_laid_over_them(tmp_path: Path) -> None:
+    from edge_tl.cli import _train_config
+
+    def config(*flags: str):  # type: ignore[no-untyped-def]
+        return _train_config(build_parser().parse_args(["train", "DATA", "-o", "OUT", *flags]))
+
+    default = config()
+    assert default.backbone == "efficientnet_lite2" and default.finetune.epochs == 0
+    fast = config("--preset", "fast", "--test", "a", "--test", "b")
+    assert fast.backbone == "efficientnet_lite0" and fast.test_dirs == (Path("a"), Path("b"))
+    tuned = config(
+        "--preset", "fast", "--finetune-epochs", "2", "--finetune-blocks", "all",
+        "--augment", "overhead", "--ema", "0.99", "--head-views", "2", "--seed", "3",
+    )  # fmt: skip
+    assert tuned.backbone == "efficientnet_lite0"  # the preset's, flags only change their field
+    assert (tuned.finetune.epochs, tuned.finetune.blocks, tuned.finetune.augment) == (
+        2, None, "overhead",
+    )  # fmt: skip
+    assert tuned.finetune.ema_decay == 0.99 and tuned.head.views == 2
+    assert tuned.finetune.seed == tuned.head.seed == 3
+    assert config("--backbone", "efficientnet_lite1").backbone == "efficientnet_lite1"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--preset", "huge"], "unknown preset 'huge'; choose from default, fast"),
+        (["--finetune-blocks", "top"], "--finetune-blocks takes a number or 'all'"),
+        (["--augment", "wild", "--finetune-epochs", "1"], "augmentation 'wild' is unknown"),
+    ],
+)
+def test_bad_training_choices_are_one_line(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_image_folder(tmp_path / "data", per_class=2)
+    assert main(["train", str(tmp_path / "data"), "-o", str(tmp_path / "b"), *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()

