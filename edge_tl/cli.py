@@ -1052,12 +1052,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
             [
                 [
                     name,
-                    m.get("split", "-"),
+                    split,
                     m.get("num_images", "-"),
                     _pct(m.get("top1")),
                     m.get("path", "-"),
                 ]
-                for name, m in manifest.metrics.items()
+                for name, entry in manifest.metrics.items()
+                for split, m in [
+                    (entry.get("split", "-"), entry),
+                    *[(f"test: {t}", v) for t, v in entry.get("test_sets", {}).items()],
+                ]
+                if "top1" in m
             ],
         )
     return 0

@@ -239,7 +239,11 @@ def train_bundle(config: TrainConfig) -> Bundle:
         if evaluation
         else {},
         "path": f"torch eager cpu ({phases})",
-        "test_sets": {k: v for k, v in scores.items() if k != VAL_SET},
+        "test_sets": {
+            k: v | {"path": f"torch eager cpu ({phases})"}
+            for k, v in scores.items()
+            if k != VAL_SET
+        },
     }
     report = {
         "config": _jsonable(asdict(config)),
