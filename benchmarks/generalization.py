@@ -94,7 +94,8 @@ def table() -> str:
         extra = r["command"].split(TEST, 1)[1].strip()
         rows.append(
             f"| {r['name']} | {r['val']['top1']:.2%} | {test['top1']:.2%} | {recall['car']:.0%} | "
-            f"{low} {recall[low]:.0%} | {r['wall_seconds'] / 60:.1f} min | `{extra}` |"
+            f"{low} {recall[low]:.0%} | {r['wall_seconds'] / 60:.1f} min | "
+            + (f"`{extra}` |" if extra else "(none: the default preset) |")
         )
     return "\n".join(rows)
 
