@@ -976,21 +976,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _tta_latency(backend: Any, bundle: Any, image_path: Path, passes: int) -> dict[str, float]:
     """Batch-1 p50 of one image vs the same image in `passes` views (what TTA costs to serve)."""
-    import numpy as np
-
     from edge_tl.bench.latency import time_backend
+    from edge_tl.bench.stats import LatencyStats
     from edge_tl.runtime.preprocess import load_image, prepare_batch
 
     image = load_image(image_path)
-    one = prepare_batch([image], bundle.input_spec, backend.raw_input)
-    many = prepare_batch([image] * passes, bundle.input_spec, backend.raw_input)
-    plain = float(np.median(time_backend(backend.infer, one, warmup=5, iterations=30)))
-    tta = float(np.median(time_backend(backend.infer, many, warmup=5, iterations=30)))
-    return {"p50_ms_plain": plain, "p50_ms_tta": tta, "passes": passes}
+
+    def p50(batch_of: int) -> float:
+        batch = prepare_batch([image] * batch_of, bundle.input_spec, backend.raw_input)
+        samples = time_backend(backend.infer, batch, warmup=5, iterations=30)
+        return LatencyStats.from_samples(samples).p50_ms
+
+    return {"p50_ms_plain": p50(1), "p50_ms_tta": p50(passes), "passes": passes}
 
 
 def _scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Sequence[str]) -> None:
     """Validation and test sets side by side (summaries from edge_tl.scorecard.summarize)."""
+    from edge_tl.scorecard import recall_cells
+
     _table(
         title,
         ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in labels]],
@@ -1001,10 +1004,7 @@ def _scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Sequ
                 _pct(s["top1"]),
                 _pct(s["top3"]),
                 f"{s['macro_f1']:.3f}",
-                *[
-                    _pct(s["per_class_recall"][c]) if s["per_class_support"].get(c) else "-"
-                    for c in labels
-                ],
+                *recall_cells(s, labels),
             ]
             for name, s in scores.items()
         ],

@@ -24,6 +24,7 @@ __all__ = [
     "load_test_sets",
     "summarize",
     "recall_gaps",
+    "recall_cells",
     "scorecard_markdown",
     "RECALL_GAP_WARNING",
 ]
@@ -99,6 +100,14 @@ def recall_gaps(
     return warnings
 
 
+def recall_cells(summary: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
+    """Per-class recall as table cells; '-' for a class the set has no images of (not 0 %)."""
+    return [
+        f"{summary['per_class_recall'][c]:.1%}" if summary["per_class_support"].get(c) else "-"
+        for c in labels
+    ]
+
+
 def scorecard_markdown(
     title: str, sets: Mapping[str, Mapping[str, Any]], labels: Sequence[str]
 ) -> str:
@@ -107,12 +116,10 @@ def scorecard_markdown(
     header = ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in labels]]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, s in sets.items():
-        recalls = [
-            f"{s['per_class_recall'][c]:.1%}" if s["per_class_support"].get(c) else "-"
-            for c in labels
-        ]
         row = [name, str(s["num_images"]), f"{s['top1']:.2%}", f"{s['top3']:.2%}"]
-        lines.append("| " + " | ".join([*row, f"{s['macro_f1']:.3f}", *recalls]) + " |")
+        lines.append(
+            "| " + " | ".join([*row, f"{s['macro_f1']:.3f}", *recall_cells(s, labels)]) + " |"
+        )
     gaps = recall_gaps(sets)
     if gaps:
         lines += ["", "## Warnings", "", *[f"- {g}" for g in gaps]]

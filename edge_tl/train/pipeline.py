@@ -130,6 +130,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
     head_x, head_y = train_x, train_y
     if config.head.views:
         rng = np.random.default_rng(config.seed)
+        strength = augment_preset(config.head.augment)
         views = [
             extract_features(
                 model,
@@ -137,7 +138,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
                 input_spec,
                 config.batch_size,
                 f"features (augmented view {v + 1}/{config.head.views})",
-                transform=lambda image: augment(image, rng, augment_preset(config.head.augment)),
+                transform=lambda image: augment(image, rng, strength),
             )
             for v in range(config.head.views)
         ]
@@ -229,6 +230,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
     phases = "frozen backbone + head" + (
         f", fine-tuned {tuned} ({config.finetune.augment} augmentation)" if finetune_history else ""
     )
+    measured_on = f"torch eager cpu ({phases})"
     manifest.metrics["torch"] = {
         "precision": Precision.FP32.value,
         "split": "val",
@@ -238,12 +240,8 @@ def train_bundle(config: TrainConfig) -> Bundle:
         "per_class_recall": {k: v["recall"] for k, v in evaluation["per_class"].items()}
         if evaluation
         else {},
-        "path": f"torch eager cpu ({phases})",
-        "test_sets": {
-            k: v | {"path": f"torch eager cpu ({phases})"}
-            for k, v in scores.items()
-            if k != VAL_SET
-        },
+        "path": measured_on,
+        "test_sets": {k: v | {"path": measured_on} for k, v in scores.items() if k != VAL_SET},
     }
     report = {
         "config": _jsonable(asdict(config)),
