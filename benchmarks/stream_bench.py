@@ -25,21 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from edge_tl.bench.latency import time_backend
 from edge_tl.bench.rtsp_server import start_rtsp_server, test_pattern_launch
 from edge_tl.bench.system import current_rss_mb, system_info
 from edge_tl.bundle import Bundle
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.classify import Classifier
-from edge_tl.runtime.daemon import Daemon, ServeConfig, StreamConfig
+from edge_tl.runtime.config import ServeConfig, StreamConfig
+from edge_tl.runtime.daemon import Daemon
 from edge_tl.runtime.sinks import Sink
 from edge_tl.runtime.sources import VideoFileSource
+from edge_tl.timing import time_calls
 
 
 def single_stream(bundle: Bundle, video: Path) -> dict[str, Any]:
     with create_backend(bundle, "onnxruntime") as backend:
         batch = backend.example_batch(1)
-        model_ms = float(np.median(time_backend(backend.infer, batch, 20, 300)))
+        model_ms = float(np.median(time_calls(backend.infer, batch, 20, 300)))
         classifier = Classifier(backend, bundle.labels)
         runs = {}
         for prefetch in (0, 4):

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_tl import __version__
-from edge_tl.errors import BundleError
+from edge_tl.errors import BundleError, validation_message
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -420,11 +420,7 @@ def _read_manifest(file: Path) -> Manifest:
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        message = first["msg"].removeprefix("Value error, ")
-        raise BundleError(f"{file}: field '{where}': {message}{more}") from exc
+        raise BundleError(f"{file}: {validation_message(exc)}") from exc
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:

@@ -22,11 +22,8 @@ from edge_tl.data.folder import scan_image_folder
 from edge_tl.data.sample import sample_dataset_dir, sample_holdout_dir
 from edge_tl.errors import SourceError
 from edge_tl.export.pipeline import ExportOptions, export_bundle
-from edge_tl.runtime.backends import create_backend
-from edge_tl.runtime.classify import Classifier
-from edge_tl.runtime.preprocess import load_image
-from edge_tl.runtime.sources import VideoFileSource
-from edge_tl.runtime.stream import StreamSummary, classify_frames, write_jsonl
+from edge_tl.images import load_image
+from edge_tl.runtime.daemon import stream_source
 from edge_tl.train.pipeline import TrainConfig, train_bundle
 
 __all__ = ["DemoConfig", "run_demo", "compose_clip"]
@@ -111,16 +108,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     clip = out / "clip.mp4"
     truth = compose_clip(paths, truth_labels, clip, config)
     t0 = time.perf_counter()
-    summary = StreamSummary()
     events_path = out / "stream.jsonl"
-    with create_backend(bundle, "onnxruntime", threads=config.threads) as backend:
-        classifier = Classifier(backend, bundle.labels)
-        source = VideoFileSource(clip)
-        with open(events_path, "w", encoding="utf-8") as sink:
-            events = list(classify_frames(classifier, source, summary, total=len(truth)))
-            write_jsonl(events, sink)
+    summary = stream_source(
+        bundle_dir, str(clip), out=events_path, backend="onnxruntime", threads=config.threads
+    )
     timings["stream_s"] = time.perf_counter() - t0
-    predicted = [e["label"] for e in events]
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    predicted = [e["class"] for e in events]
     frame_accuracy = (
         float(np.mean([p == t for p, t in zip(predicted, truth, strict=False)])) if events else 0.0
     )
@@ -146,7 +140,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             "events": str(events_path),
             "holdout_images": len(paths),
             "frame_accuracy": frame_accuracy,
-            **summary.as_dict(),
+            **summary,
         },
         "seconds": {k: round(v, 2) for k, v in timings.items()}
         | {"total_s": round(time.perf_counter() - started, 2)},

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "EdgeTLError",
     "BundleError",
@@ -14,6 +16,7 @@ __all__ = [
     "BackendError",
     "SourceError",
     "MissingDependencyError",
+    "validation_message",
 ]
 
 
@@ -47,3 +50,16 @@ class SourceError(EdgeTLError):
 
 class MissingDependencyError(EdgeTLError):
     """An optional dependency is not installed; the message names the pip extra."""
+
+
+def validation_message(exc: Any) -> str:
+    """One line for a pydantic ValidationError: the first field at fault and what is wrong
+    ("field 'streams.0.mode': ..."), with how many more problems there are."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (typo?)"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return f"field '{where}': {message}{more}"

@@ -15,9 +15,12 @@ import numpy as np
 from edge_tl.bundle import Bundle
 from edge_tl.data.folder import ImageFolder, Sample, scan_image_folder
 from edge_tl.errors import DataError
+from edge_tl.images import load_image
+from edge_tl.metrics import log_softmax
+from edge_tl.preprocess import prepare_batch
 from edge_tl.progress import track
 from edge_tl.runtime.backends.base import Backend
-from edge_tl.runtime.preprocess import load_image, prepare_batch
+from edge_tl.timing import p50_ms
 
 __all__ = [
     "TTA_VIEWS",
@@ -25,11 +28,9 @@ __all__ = [
     "LabelledImages",
     "collect_logits",
     "logits_on_images",
-    "top1",
-    "agreement",
-    "max_abs_diff",
     "validation_images",
     "labelled_subset",
+    "tta_latency",
 ]
 
 
@@ -95,16 +96,11 @@ def collect_logits(
         else:
             scored = [logits_on_images(backends, [v(i) for i in images]) for v in views]
             per_backend = [
-                np.mean([_log_softmax(s[b]) for s in scored], axis=0) for b in range(len(backends))
+                np.mean([log_softmax(s[b]) for s in scored], axis=0) for b in range(len(backends))
             ]
         for out, logits in zip(outputs, per_backend, strict=True):
             out.append(logits)
     return [np.concatenate(out) if out else np.zeros((0, 0), np.float32) for out in outputs]
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def logits_on_images(backends: Sequence[Backend], images: list[np.ndarray]) -> list[np.ndarray]:
@@ -118,19 +114,6 @@ def logits_on_images(backends: Sequence[Backend], images: list[np.ndarray]) -> l
             prepared[key] = prepare_batch(images, spec, key)
         results.append(backend.infer(prepared[key]))
     return results
-
-
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of rows whose argmax agrees."""
-    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean()) if len(a) else float("nan")
-
-
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
 
 
 def validation_images(bundle: Bundle, limit: int | None = None) -> LabelledImages | None:
@@ -158,3 +141,14 @@ def labelled_subset(
         )
     labels = np.asarray([index[folder.classes[s.label]] for s in samples], dtype=np.int64)
     return LabelledImages(paths=[folder.path(s) for s in samples], labels=labels)
+
+
+def tta_latency(backend: Backend, image_path: Path, passes: int) -> dict[str, float]:
+    """Batch-1 p50 of one image vs the same image in `passes` views (what TTA costs to serve)."""
+    image = load_image(image_path)
+
+    def p50(batch_of: int) -> float:
+        batch = prepare_batch([image] * batch_of, backend.input_spec, backend.raw_input)
+        return p50_ms(backend.infer, batch)
+
+    return {"p50_ms_plain": p50(1), "p50_ms_tta": p50(passes), "passes": passes}

@@ -1,5 +1,6 @@
-"""Classification metrics as pure numpy functions: top-k, per-class precision/recall/F1,
-confusion matrix. Used by training, export and `edge-tl eval`; torch-free."""
+"""Classification metrics as pure numpy functions: softmax, top-k, agreement between two
+models, per-class precision/recall/F1, confusion matrix. The one implementation used by
+training, export, evaluation and the runtime; part of the torch-free foundation."""
 
 from __future__ import annotations
 
@@ -8,12 +9,49 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["topk_accuracy", "confusion_matrix", "classification_report"]
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "top1",
+    "topk_accuracy",
+    "agreement",
+    "max_abs_diff",
+    "confusion_matrix",
+    "classification_report",
+]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise probabilities of (N, C) logits, numerically stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in [0, 1]; nan for an empty set."""
+    return topk_accuracy(logits, labels, 1)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of rows whose argmax agrees; nan for no rows."""
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean()) if len(a) else float("nan")
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     if len(labels) == 0:
         return float("nan")
+    if k == 1:
+        return float((logits.argmax(axis=1) == labels).mean())
     k = min(k, logits.shape[1])
     top = np.argsort(-logits, axis=1)[:, :k]
     return float((top == labels[:, None]).any(axis=1).mean())

@@ -15,8 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_tl.bundle import Bundle, Manifest, Precision, stage_bundle
 from edge_tl.data.folder import scan_image_folder
-from edge_tl.evaluate import LabelledImages, labelled_subset
+from edge_tl.errors import EdgeTLError
+from edge_tl.evaluate import (
+    LabelledImages,
+    collect_logits,
+    labelled_subset,
+    tta_latency,
+    tta_views,
+    validation_images,
+)
+from edge_tl.metrics import classification_report
+from edge_tl.runtime.backends.base import Backend
 
 __all__ = [
     "VAL_SET",
@@ -27,6 +38,10 @@ __all__ = [
     "recall_cells",
     "scorecard_markdown",
     "RECALL_GAP_WARNING",
+    "SetsEvaluation",
+    "evaluate_sets",
+    "record_test_scores",
+    "record_torch_scores",
 ]
 
 VAL_SET = "val"
@@ -130,3 +145,93 @@ def scorecard_markdown(
         for label, row in zip(labels, s["confusion_matrix"], strict=True):
             lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class SetsEvaluation:
+    """What `edge-tl eval` reports: a classification report and a summary per set."""
+
+    backend: str
+    reports: dict[str, dict[str, Any]]
+    scores: dict[str, dict[str, Any]]
+    warnings: list[str]
+    tta: str | None = None
+    tta_scores: dict[str, dict[str, Any]] | None = None
+    tta_latency: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        tta = None
+        if self.tta:
+            tta = {"views": self.tta, "sets": self.tta_scores, "latency": self.tta_latency}
+        return {
+            "backend": self.backend,
+            "sets": self.reports,
+            "warnings": self.warnings,
+            "tta": tta,
+        }
+
+
+def evaluate_sets(
+    bundle: Bundle, backend: Backend, test_dirs: Sequence[Path], tta: str | None = None
+) -> SetsEvaluation:
+    """Score an opened backend on the bundle's validation split (when its images are still
+    there) and on each test folder; with `tta`, also in test-time-augmented views, plus what
+    they cost in batch-1 latency."""
+    test_sets = load_test_sets(test_dirs, bundle.labels)
+    sets: list[tuple[str, LabelledImages, str | None]] = []
+    images = validation_images(bundle)
+    if images is not None:
+        sets.append((VAL_SET, images, None))
+    elif not test_sets:
+        raise EdgeTLError(
+            f"{bundle.path}: its validation images are not where training saw them; name a "
+            "folder with --test DIR"
+        )
+    sets += [(t.name, t.images, str(t.root.resolve())) for t in test_sets]
+    views = tta_views(tta) if tta else None
+    result = SetsEvaluation(backend.describe(), {}, {}, [], tta, {} if views else None)
+    for name, labelled, root in sets:
+        logits = collect_logits([backend], labelled.paths, description=f"eval {name}")[0]
+        result.reports[name] = classification_report(logits, labelled.labels, bundle.labels)
+        result.scores[name] = summarize(result.reports[name], root)
+        if views:
+            logits = collect_logits(
+                [backend], labelled.paths, description=f"eval {name} ({tta})", views=views
+            )[0]
+            report = classification_report(logits, labelled.labels, bundle.labels)
+            result.tta_scores[f"{name} · tta {tta}"] = summarize(report, root)
+    if views:
+        result.tta_latency = tta_latency(backend, sets[0][1].paths[0], len(views))
+    result.warnings = recall_gaps(result.scores)
+    return result
+
+
+def record_test_scores(bundle: Bundle, backend: Backend, scores: Mapping[str, Any]) -> None:
+    """Write the test-set summaries into the bundle's manifest (staged, atomic), under the
+    backend's metrics entry; the validation summary is the export's to record, not ours."""
+    key = "torch" if backend.name == "torch" else backend.precision.value
+    with stage_bundle(bundle.path, base=bundle) as stage:
+        entry = stage.manifest.metrics.setdefault(key, {"precision": backend.precision.value})
+        recorded = entry.setdefault("test_sets", {})
+        for name, summary in scores.items():
+            if name != VAL_SET:
+                recorded[name] = dict(summary) | {"path": backend.describe()}
+
+
+def record_torch_scores(
+    manifest: Manifest, scores: Mapping[str, Mapping[str, Any]], measured_on: str
+) -> None:
+    """The trained model's validation and test-set scores, as `train` records them."""
+    val = scores.get(VAL_SET)
+    manifest.metrics["torch"] = {
+        "precision": Precision.FP32.value,
+        "split": "val",
+        "num_images": val["num_images"] if val else 0,
+        "top1": val["top1"] if val else None,
+        "top3": val["top3"] if val else None,
+        "per_class_recall": dict(val["per_class_recall"]) if val else {},
+        "path": measured_on,
+        "test_sets": {
+            k: dict(v) | {"path": measured_on} for k, v in scores.items() if k != VAL_SET
+        },
+    }

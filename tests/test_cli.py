@@ -109,7 +109,7 @@ def test_predict_stream_bench_info_on_real_bundle(
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     assert [e["frame"] for e in events] == list(range(10))
     assert all(set(e["latency_ms"]) >= {"decode", "preprocess", "infer", "total"} for e in events)
-    assert np.mean([e["label"] == t for e, t in zip(events, truth, strict=True)]) >= 0.8
+    assert np.mean([e["class"] == t for e, t in zip(events, truth, strict=True)]) >= 0.8
     assert json.loads(result.stdout)["frames"] == 10
 
     # bench: both backends measured in one run, numbers present and positive
@@ -229,10 +229,10 @@ def test_test_sets_are_scored_beside_validation_and_recorded(
 
 
 def test_presets_and_the_flags_laid_over_them(tmp_path: Path) -> None:
-    from edge_tl.cli import _train_config
+    from edge_tl.cli.train import train_config
 
     def config(*flags: str):  # type: ignore[no-untyped-def]
-        return _train_config(build_parser().parse_args(["train", "DATA", "-o", "OUT", *flags]))
+        return train_config(build_parser().parse_args(["train", "DATA", "-o", "OUT", *flags]))
 
     default = config()
     assert default.backbone == "efficientnet_lite2" and default.finetune.epochs == 0

@@ -14,9 +14,7 @@ import cv2
 import numpy as np
 
 from edge_tl._malloc import tune_malloc
-from edge_tl.bench.latency import time_backend
 from edge_tl.bench.naive import run_naive_torch
-from edge_tl.bench.stats import LatencyStats
 from edge_tl.bench.system import current_rss_mb, peak_rss_mb, system_info
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.data.folder import scan_image_folder
@@ -26,7 +24,7 @@ from edge_tl.evaluate import validation_images
 from edge_tl.progress import track
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.classify import Classifier
-from edge_tl.runtime.preprocess import prepare_batch
+from edge_tl.timing import LatencyStats, time_calls
 
 __all__ = ["BenchConfig", "run_benchmark"]
 
@@ -142,7 +140,7 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
 
 def _timed(infer: Any, batch: np.ndarray, config: BenchConfig) -> list[float]:
     if config.duration_s is None:
-        return time_backend(infer, batch, config.warmup, config.iterations)
+        return time_calls(infer, batch, config.warmup, config.iterations)
     for _ in range(config.warmup):
         infer(batch)
     samples: list[float] = []
@@ -156,7 +154,7 @@ def _timed(infer: Any, batch: np.ndarray, config: BenchConfig) -> list[float]:
 
 def _harness_overhead_us(iterations: int = 20000) -> float:
     """What the timing loop itself costs per iteration (timer calls, append), in µs."""
-    samples = time_backend(lambda batch: None, None, 0, iterations)
+    samples = time_calls(lambda batch: None, None, 0, iterations)
     return float(np.median(samples) * 1e3)
 
 
@@ -189,13 +187,8 @@ def _stages(
     for chunk in track(batches[: max(1, 64 // batch_size)], "stages"):
         t0 = time.perf_counter()
         images = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in chunk]
-        t1 = time.perf_counter()
-        batch = prepare_batch(images, backend.input_spec, backend.raw_input)
-        t2 = time.perf_counter()
-        logits = backend.infer(batch)
-        t3 = time.perf_counter()
-        classifier.decode(logits)
-        t4 = time.perf_counter()
-        for key, value in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            timings[key].append(value * 1e3)
+        timings["decode"].append((time.perf_counter() - t0) * 1e3)
+        classifier.classify(images)  # records preprocess, infer and postprocess
+        for key, value in classifier.last_timings_ms.items():
+            timings[key].append(value)
     return {key: round(float(np.median(values)), 4) for key, values in timings.items() if values}

@@ -12,17 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_tl.errors import DataError
+from edge_tl.images import find_images
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "Sample",
     "ImageFolder",
     "scan_image_folder",
     "scan_dataset",
     "stratified_split",
 ]
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -78,11 +76,10 @@ def scan_image_folder(root: str | os.PathLike[str], min_classes: int = 2) -> Ima
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes, samples, empty = [], [], []
     for class_dir in class_dirs:
-        files = sorted(
-            p
-            for p in class_dir.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
+        try:
+            files = find_images([class_dir])
+        except DataError:
+            files = []
         if not files:
             empty.append(class_dir.name)
             continue

@@ -12,7 +12,8 @@ from pathlib import Path
 from edge_tl.bundle import Bundle
 from edge_tl.data.folder import Sample, scan_image_folder
 from edge_tl.errors import ExportError
-from edge_tl.runtime.preprocess import load_image, prepare_batch
+from edge_tl.images import load_image
+from edge_tl.preprocess import prepare_batch
 
 __all__ = ["MIN_CALIBRATION_IMAGES", "training_images", "calibration_feeds"]
 

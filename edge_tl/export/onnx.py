@@ -16,7 +16,7 @@ from edge_tl import __version__
 from edge_tl._deps import require
 from edge_tl.bundle import GRAPH_INPUT, GRAPH_OUTPUT, ArtifactKind, Bundle, InputSpec, RawInput
 from edge_tl.errors import ExportError
-from edge_tl.runtime.preprocess import normalization_constants
+from edge_tl.preprocess import normalization_constants
 
 __all__ = ["torch_to_onnx", "embed_metadata", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -66,7 +66,7 @@ def torch_to_onnx(
 
 def _with_fused_preprocessing(torch: Any, model: Any, spec: InputSpec, raw: RawInput) -> Any:
     """Prepend cast, colour reorder, scale/normalize and NHWC→NCHW, the same arithmetic as
-    `runtime.preprocess` (x * gain + offset per channel), so TensorRT runs it on the GPU."""
+    `edge_tl.preprocess` (x * gain + offset per channel), so TensorRT runs it on the GPU."""
     gain, offset = normalization_constants(spec)
     reorder = raw.color_order != spec.color_order
 

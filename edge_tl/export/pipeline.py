@@ -15,8 +15,6 @@ from typing import Any
 import numpy as np
 
 from edge_tl._malloc import tune_malloc
-from edge_tl.bench.latency import time_backend
-from edge_tl.bench.stats import LatencyStats
 from edge_tl.bundle import (
     ArtifactKind,
     Bundle,
@@ -27,14 +25,7 @@ from edge_tl.bundle import (
     stage_bundle,
 )
 from edge_tl.errors import ExportError
-from edge_tl.evaluate import (
-    agreement,
-    collect_logits,
-    logits_on_images,
-    max_abs_diff,
-    top1,
-    validation_images,
-)
+from edge_tl.evaluate import collect_logits, logits_on_images, validation_images
 from edge_tl.export.calibration import calibration_feeds, training_images
 from edge_tl.export.onnx import DEFAULT_OPSET, INPUT_NAME, embed_metadata, torch_to_onnx
 from edge_tl.export.precision import (
@@ -44,9 +35,11 @@ from edge_tl.export.precision import (
     quantize_int8,
 )
 from edge_tl.export.trt_compat import require_tensorrt_compat
+from edge_tl.metrics import agreement, max_abs_diff, top1
+from edge_tl.models.backend import TorchBackend
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
-from edge_tl.runtime.backends.pytorch import TorchBackend
+from edge_tl.timing import p50_ms
 
 __all__ = ["ExportOptions", "PrecisionReport", "export_bundle", "ONNX_FILES", "AUTO"]
 
@@ -280,11 +273,8 @@ def _measure(
         )
         for precision, backend, out in zip(precisions, backends, logits, strict=True):
             artifact = staged.find(ArtifactKind.ONNX, precision)
-            samples = time_backend(
-                backend.infer,
-                backend.example_batch(1),
-                5,
-                options.latency_iterations,
+            latency = p50_ms(
+                backend.infer, backend.example_batch(1), iterations=options.latency_iterations
             )
             details: dict[str, Any] = {}
             if precision == Precision.FP32 and torch_logits is not None:
@@ -299,7 +289,7 @@ def _measure(
                     top1=top1(out, labels) if labels is not None else None,
                     agreement_fp32=agreement(out, reference),
                     max_abs_logit_diff_fp32=max_abs_diff(out, reference),
-                    cpu_latency_ms_p50=LatencyStats.from_samples(samples).p50_ms,
+                    cpu_latency_ms_p50=latency,
                     measured_on=backend.describe(),
                     images=len(out),
                     details=details,

@@ -75,7 +75,6 @@ TIMM_PREFIX = "timm:"
 
 def get_spec(name: str) -> BackboneSpec:
     """A registered backbone, or `timm:<model>` for any timm model (hub weights, needs network)."""
-    _ensure_builtin_specs()
     if name.startswith(TIMM_PREFIX):
         return _timm_spec(name[len(TIMM_PREFIX) :])
     try:
@@ -178,8 +177,3 @@ def create_backbone(
             num_classes,
         )
     return model
-
-
-def _ensure_builtin_specs() -> None:
-    if not _REGISTRY:
-        import edge_tl.models.efficientnet_lite  # noqa: F401  (registers on import)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from edge_tl.bundle import ColorOrder
+from edge_tl.images import load_image
+from edge_tl.metrics import softmax
+from edge_tl.preprocess import prepare_batch
 from edge_tl.runtime.backends.base import Backend
-from edge_tl.runtime.preprocess import prepare_batch
 
-__all__ = ["Prediction", "Classifier", "softmax"]
+__all__ = ["Prediction", "Classifier", "top_k", "classify_files"]
 
 
 @dataclass(frozen=True)
@@ -20,13 +23,16 @@ class Prediction:
     label: str
     index: int
     score: float
+    scores: np.ndarray  # probabilities of every class, in the bundle's label order
     top: list[tuple[str, float]] = field(default_factory=list)
+    # per-stage milliseconds of the batch this prediction was computed in
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The k best (label, score) pairs of one probability vector, best first."""
+    order = np.argsort(-scores)[:k]
+    return [(labels[int(j)], float(scores[j])) for j in order]
 
 
 class Classifier:
@@ -46,24 +52,35 @@ class Classifier:
         t1 = time.perf_counter()
         logits = self.backend.infer(batch)
         t2 = time.perf_counter()
-        predictions = self.decode(logits)
+        probabilities = softmax(logits.astype(np.float32))
         t3 = time.perf_counter()
         self.last_timings_ms = {
             "preprocess": (t1 - t0) * 1e3,
             "infer": (t2 - t1) * 1e3,
             "postprocess": (t3 - t2) * 1e3,
         }
-        return predictions
+        return [self.decode(probs, self.last_timings_ms) for probs in probabilities]
 
-    def decode(self, logits: np.ndarray) -> list[Prediction]:
-        probabilities = softmax(logits.astype(np.float32))
-        order = np.argsort(-probabilities, axis=1)[:, : self.top_k]
-        return [
-            Prediction(
-                label=self.labels[int(row[0])],
-                index=int(row[0]),
-                score=float(probs[row[0]]),
-                top=[(self.labels[int(j)], float(probs[j])) for j in row],
-            )
-            for probs, row in zip(probabilities, order, strict=False)
-        ]
+    def decode(self, scores: np.ndarray, timings_ms: dict[str, float] | None = None) -> Prediction:
+        """A Prediction from one probability vector."""
+        best = int(scores.argmax())
+        return Prediction(
+            label=self.labels[best],
+            index=best,
+            score=float(scores[best]),
+            scores=scores,
+            top=top_k(scores, self.labels, self.top_k),
+            timings_ms=dict(timings_ms or {}),
+        )
+
+
+def classify_files(
+    backend: Backend, labels: Sequence[str], files: Sequence[Path], k: int = 3, batch_size: int = 16
+) -> list[Prediction]:
+    """Predictions for image files, decoded and classified `batch_size` at a time."""
+    classifier = Classifier(backend, labels, top_k=k)
+    predictions: list[Prediction] = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        predictions += classifier.classify([load_image(p) for p in chunk])
+    return predictions

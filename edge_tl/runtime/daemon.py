@@ -1,151 +1,98 @@
 """`edge-tl serve CONFIG`: several streams in one process, one shared batching backend, sinks,
 Prometheus metrics and /healthz; SIGTERM/SIGINT stop sources, flush sinks and exit 0.
 
-The config (TOML, or YAML when PyYAML is installed) is validated with pydantic: an unknown or
-misspelt field is an error that names the field and the file.
+`edge-tl stream` is the same daemon with one file stream and a JSON Lines sink: one code path
+for a stream, whichever command runs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import IO, Any
 
 from edge_tl.bundle import Bundle, Precision
-from edge_tl.errors import EdgeTLError
+from edge_tl.errors import EdgeTLError, SourceError
 from edge_tl.runtime.backends import create_backend
+from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.classify import Classifier
-from edge_tl.runtime.metrics import DaemonMetrics, serve_http
-from edge_tl.runtime.motion import MotionConfig
-from edge_tl.runtime.pipeline import StreamProcessor, StreamSettings
+from edge_tl.runtime.config import ServeConfig, StreamConfig, load_config
+from edge_tl.runtime.processor import StreamProcessor
+from edge_tl.runtime.prometheus import DaemonMetrics, serve_http
 from edge_tl.runtime.scheduler import BatchScheduler
-from edge_tl.runtime.sinks import AnnotatedVideoSink, CountsSink, JsonlSink, MqttSink, Sink
-from edge_tl.runtime.sources import Backoff, LiveSource, SourceState, SourceStats, open_source
+from edge_tl.runtime.sinks import (
+    AnnotatedVideoSink,
+    CountsSink,
+    JsonlSink,
+    MqttSink,
+    Sink,
+    SummarySink,
+)
+from edge_tl.runtime.sources import Backoff, Source, SourceState, SourceStats, open_source
 
-__all__ = ["ServeConfig", "StreamConfig", "load_config", "Daemon"]
+__all__ = ["Daemon", "serve", "stream_source", "build_sinks"]
 
 log = logging.getLogger(__name__)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MotionSection(_Strict):
-    method: Literal["mog2", "knn"] = "mog2"
-    width: int = Field(default=320, ge=64)
-    min_area: float = Field(default=0.002, gt=0, lt=1)
-    warmup_frames: int = Field(default=10, ge=0)
-
-
-class StreamConfig(_Strict):
-    name: str
-    source: str  # file, folder, camera index, /dev/videoN, rtsp://..., gst:PIPELINE
-    mode: Literal["frame", "roi", "motion"] = "motion"
-    realtime: bool = False  # files: pace at the file's fps instead of as fast as possible
-    stride: int = Field(default=1, ge=1)
-    max_fps: float | None = Field(default=None, gt=0)
-    smoothing: float = Field(default=0.5, gt=0, le=1)
-    rois: list[tuple[float, float, float, float]] = Field(default_factory=list)
-    line: tuple[tuple[float, float], tuple[float, float]] = ((0.5, 0.0), (0.5, 1.0))
-    motion: MotionSection = Field(default_factory=MotionSection)
-    annotated_video: Path | None = None
-    stall_timeout_s: float = Field(default=5.0, gt=0)
-    reconnect_initial_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-
-
-class MqttSection(_Strict):
-    host: str
-    port: int = 1883
-    topic: str = "edge-tl"
-
-
-class ServeConfig(_Strict):
-    bundle: Path
-    backend: str = "auto"
-    precision: Precision = Precision.FP32
-    threads: int | None = Field(default=None, ge=1)
-    max_batch: int = Field(default=8, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0)
-    events: Path | None = None  # JSON Lines of every event
-    counts: Path | None = None  # periodic per-class counts
-    counts_interval_s: float = Field(default=60.0, gt=0)
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = Field(default=9108, ge=0, le=65535)  # None: no HTTP endpoint
-    mqtt: MqttSection | None = None
-    streams: list[StreamConfig] = Field(min_length=1)
-
-
-def load_config(path: Path) -> ServeConfig:
-    if not path.is_file():
-        raise EdgeTLError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
+def build_sinks(config: ServeConfig) -> list[Sink]:
+    """The config's sinks; if one cannot be created, the ones already made are closed."""
+    sinks: list[Sink] = []
     try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            from edge_tl._deps import require
-
-            raw = require("yaml", "serve").safe_load(text)
-        else:
-            raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgeTLError(f"{path}: not valid TOML ({exc})") from exc
-    except Exception as exc:  # yaml.YAMLError and friends
-        if isinstance(exc, EdgeTLError):
-            raise
-        raise EdgeTLError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    try:
-        config = ServeConfig.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = "unknown field (typo?)" if first["type"] == "extra_forbidden" else first["msg"]
-        raise EdgeTLError(f"{path}: field '{where}': {message}") from exc
-    names = [s.name for s in config.streams]
-    if len(set(names)) != len(names):
-        raise EdgeTLError(
-            f"{path}: field 'streams': stream names must be unique ({', '.join(names)})"
-        )
-    base = path.parent
-    config.bundle = config.bundle if config.bundle.is_absolute() else base / config.bundle
-    return config
+        if config.events:
+            sinks.append(JsonlSink(config.events))
+        if config.counts:
+            sinks.append(CountsSink(config.counts, config.counts_interval_s))
+        if config.mqtt:
+            sinks.append(MqttSink(config.mqtt.host, config.mqtt.port, config.mqtt.topic))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
 
 
 class Daemon:
-    """Runs every stream in its own thread until stopped; one bad stream never stops the others."""
+    """Runs every stream in its own thread until stopped; one bad stream never stops the others.
 
-    def __init__(self, config: ServeConfig) -> None:
+    Construction opens what can fail cheaply first (bundle, sinks) and the backend last; if
+    anything fails, whatever was opened is closed again.
+    """
+
+    def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
         self.config = config
         self.bundle = Bundle.load(config.bundle)
-        self.backend = create_backend(
-            self.bundle, config.backend, config.precision, config.threads
-        ).open()
-        self.scheduler = BatchScheduler(
-            Classifier(self.backend, self.bundle.labels), config.max_batch, config.max_wait_ms
-        )
-        self.sinks: list[Sink] = []
-        if config.events:
-            self.sinks.append(JsonlSink(config.events))
-        if config.counts:
-            self.sinks.append(CountsSink(config.counts, config.counts_interval_s))
-        if config.mqtt:
-            self.sinks.append(MqttSink(config.mqtt.host, config.mqtt.port, config.mqtt.topic))
         self.metrics = DaemonMetrics()
         self.stop_event = threading.Event()
-        self.sources: dict[str, Any] = {}
+        self.sources: dict[str, Source] = {}
         self.errors: dict[str, str] = {}
         self.frames: dict[str, int] = {}
+        self.started_at = time.perf_counter()
         self._threads: list[threading.Thread] = []
         self._video_sinks: dict[str, AnnotatedVideoSink] = {}
-        self._lock = threading.Lock()
         self._http = None
+        self.sinks: list[Sink] = [*build_sinks(config), *extra_sinks]
+        try:
+            self.backend: Backend = create_backend(
+                self.bundle, config.backend, config.precision, config.threads
+            ).open()
+            self.scheduler = BatchScheduler(
+                Classifier(self.backend, self.bundle.labels, config.top_k),
+                config.max_batch,
+                config.max_wait_ms,
+            )
+        except BaseException:
+            if getattr(self, "backend", None) is not None:
+                self.backend.close()
+            for sink in self.sinks:
+                sink.close()
+            raise
 
     def health(self) -> dict[str, Any]:
         streams = {}
@@ -154,9 +101,7 @@ class Daemon:
             if source is None:
                 state = "failed" if name in self.errors else "connecting"
             else:
-                state = (
-                    source.current_state() if isinstance(source, LiveSource) else source.state
-                ).value
+                state = source.state().value
             streams[name] = {
                 "state": state,
                 "frames": self.frames.get(name, 0),
@@ -173,25 +118,30 @@ class Daemon:
         }
 
     def run(self) -> int:
-        if self.config.metrics_port is not None:
-            self._http = serve_http(
-                self.config.metrics_host, self.config.metrics_port, self.metrics, self.health
-            )
-            log.info(
-                "metrics on http://%s:%d/metrics",
-                self.config.metrics_host,
-                self._http.server_address[1],
-            )
-        for stream in self.config.streams:
-            thread = threading.Thread(
-                target=self._run_stream, args=(stream,), name=f"stream-{stream.name}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
-            self.stop_event.wait(1.0)
-            self.metrics.batch.set(self.scheduler.stats.mean_batch)
-        self.shutdown()
+        try:
+            if self.config.metrics_port is not None:
+                self._http = serve_http(
+                    self.config.metrics_host, self.config.metrics_port, self.metrics, self.health
+                )
+                log.info(
+                    "metrics on http://%s:%d/metrics",
+                    self.config.metrics_host,
+                    self._http.server_address[1],
+                )
+            for stream in self.config.streams:
+                thread = threading.Thread(
+                    target=self._run_stream,
+                    args=(stream,),
+                    name=f"stream-{stream.name}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+            while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
+                self.stop_event.wait(1.0)
+                self.metrics.batch.set(self.scheduler.stats.mean_batch)
+        finally:
+            self.shutdown()
         return 0
 
     def stop(self, *_: Any) -> None:
@@ -210,6 +160,7 @@ class Daemon:
         self.backend.close()
         if self._http is not None:
             self._http.shutdown()
+            self._http = None
 
     def _run_stream(self, stream: StreamConfig) -> None:
         try:
@@ -217,6 +168,7 @@ class Daemon:
                 stream.source,
                 name=stream.name,
                 stride=stream.stride,
+                max_frames=stream.max_frames,
                 realtime=stream.realtime,
                 max_fps=stream.max_fps,
                 stall_timeout_s=stream.stall_timeout_s,
@@ -227,20 +179,7 @@ class Daemon:
             log.error("stream %s: %s", stream.name, exc)
             return
         self.sources[stream.name] = source
-        settings = StreamSettings(
-            name=stream.name,
-            mode=stream.mode,
-            smoothing=stream.smoothing,
-            rois=tuple(stream.rois),
-            line=stream.line,
-            motion=MotionConfig(
-                method=stream.motion.method,
-                width=stream.motion.width,
-                min_area=stream.motion.min_area,
-                warmup_frames=stream.motion.warmup_frames,
-            ),
-        )
-        processor = StreamProcessor(settings, self.scheduler, self.bundle.labels)
+        processor = StreamProcessor(stream, self.scheduler, self.bundle.labels, self.config.top_k)
         video = (
             AnnotatedVideoSink(stream.annotated_video, source.fps or 15.0)
             if stream.annotated_video
@@ -274,7 +213,7 @@ class Daemon:
                     window_start, window_frames = now, 0
                 self._sync_counters(stream.name, source.stats, seen)
                 self.metrics.state.labels(stream.name).set(
-                    1 if source.state == SourceState.LIVE else 0
+                    1 if source.state() == SourceState.LIVE else 0
                 )
         except Exception as exc:  # one broken stream is reported, the others keep running
             self.errors[stream.name] = f"{type(exc).__name__}: {exc}"
@@ -294,15 +233,79 @@ class Daemon:
                 seen[key] = value
 
 
-def serve(config_path: Path) -> dict[str, Any]:
-    """Run until SIGTERM/SIGINT (or until every file stream has ended); returns the final health."""
-    daemon = Daemon(load_config(config_path))
+@contextlib.contextmanager
+def _stop_on_signals(daemon: Daemon):  # type: ignore[no-untyped-def]
     previous = {sig: signal.signal(sig, daemon.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        daemon.run()
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def serve(config: Path | ServeConfig, extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:
+    """Run until SIGTERM/SIGINT (or until every file stream has ended); returns the final health."""
+    daemon = Daemon(config if isinstance(config, ServeConfig) else load_config(config), extra_sinks)
+    with _stop_on_signals(daemon):
+        daemon.run()
     report = daemon.health()
     log.info("final state: %s", json.dumps(report))
     return report
+
+
+def stream_source(
+    bundle: Path,
+    source: str,
+    out: Path | None = None,
+    stdout: IO[str] | None = None,
+    backend: str = "auto",
+    precision: Precision = Precision.FP32,
+    threads: int | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    mode: str = "frame",
+    smoothing: float = 1.0,
+) -> dict[str, Any]:
+    """`edge-tl stream`: the daemon with one stream and a JSON Lines sink (a file that appears
+    whole at the end, or `stdout`); returns the run's summary."""
+    name = Path(source).stem or source
+    config = ServeConfig(
+        bundle=bundle,
+        backend=backend,
+        precision=precision,
+        threads=threads,
+        max_wait_ms=0,  # one stream: nobody to wait for
+        metrics_port=None,
+        streams=[
+            StreamConfig(
+                name=name,
+                source=source,
+                mode=mode,  # type: ignore[arg-type]
+                smoothing=smoothing,
+                stride=stride,
+                max_frames=max_frames,
+            )
+        ],
+    )
+    Bundle.load(bundle, verify=False)  # a missing bundle fails before the events file opens
+    events = JsonlSink(out, atomic=True) if out is not None else JsonlSink(out=stdout)
+    summary = SummarySink()
+    started = time.perf_counter()
+    try:
+        health = serve(config, [events, summary])
+    except BaseException:
+        events.discard()
+        raise
+    seconds = time.perf_counter() - started
+    state = health["streams"][name]
+    if state["error"]:
+        events.discard()
+        raise SourceError(state["error"])
+    return {
+        "source": source,
+        "backend": health["backend"],
+        "frames": state["frames"],
+        "seconds": round(seconds, 3),
+        "fps": round(state["frames"] / seconds, 2) if seconds else 0.0,
+        **summary.as_dict(),
+    }

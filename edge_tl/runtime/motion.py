@@ -4,24 +4,28 @@ full frame's coordinates."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["MotionConfig", "MotionDetector", "Box"]
 
 Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
 
 
-@dataclass(frozen=True)
-class MotionConfig:
-    method: str = "mog2"  # or "knn"
-    width: int = 320  # detection runs at this width
-    min_area: float = 0.002  # share of the frame a blob must cover
-    history: int = 300
-    warmup_frames: int = 10  # frames to learn the background before reporting blobs
-    threshold: float = 16.0  # MOG2 varThreshold / KNN dist2Threshold scale
+class MotionConfig(BaseModel):
+    """The `[streams.motion]` section of the daemon's config, used as it is validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["mog2", "knn"] = "mog2"
+    width: int = Field(default=320, ge=64)  # detection runs at this width
+    min_area: float = Field(default=0.002, gt=0, lt=1)  # share of the frame a blob must cover
+    history: int = Field(default=300, ge=1)
+    warmup_frames: int = Field(default=10, ge=0)  # frames to learn the background first
+    threshold: float = Field(default=16.0, gt=0)  # MOG2 varThreshold / KNN dist2Threshold scale
 
 
 class MotionDetector:

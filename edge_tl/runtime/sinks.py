@@ -8,14 +8,14 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
 
 from edge_tl._deps import require
 
-__all__ = ["Sink", "JsonlSink", "CountsSink", "AnnotatedVideoSink", "MqttSink"]
+__all__ = ["Sink", "JsonlSink", "SummarySink", "CountsSink", "AnnotatedVideoSink", "MqttSink"]
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +32,80 @@ class Sink:
 
 
 class JsonlSink(Sink):
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed in close())
+    """One JSON line per event, flushed per event so a reader tailing the file sees it at once.
+
+    `path` appends to a file (the daemon); with `atomic`, the file appears whole at close and
+    not at all if the run fails (`edge-tl stream --out`). `out` writes to an open text stream
+    such as stdout instead.
+    """
+
+    def __init__(
+        self, path: Path | None = None, atomic: bool = False, out: IO[str] | None = None
+    ) -> None:
+        if (path is None) == (out is None):
+            raise ValueError("JsonlSink takes a path or an open stream")
+        self.path, self._atomic = path, atomic
+        self._owned = out is None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._partial = path.with_name(f".{path.name}.partial") if atomic else path
+            out = open(self._partial, "w" if atomic else "a", encoding="utf-8")  # noqa: SIM115
+        self._file: IO[str] = out  # type: ignore[assignment]
         self._lock = threading.Lock()
+        self.events = 0
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps(event) + "\n"
         with self._lock:
             self._file.write(line)
+            self._file.flush()
+            self.events += 1
+
+    def discard(self) -> None:
+        """Remove what an atomic sink wrote, before or after close (the run failed)."""
+        self.close()
+        if self._atomic and self.path is not None:
+            self._partial.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
-                self._file.flush()
-                self._file.close()
+            if self._file.closed:
+                return
+            self._file.flush()
+            if not self._owned:
+                return
+            self._file.close()
+            if self._atomic and self.path is not None:
+                self._partial.replace(self.path)
+
+
+class SummarySink(Sink):
+    """Per-stream totals of the events it sees: frames with events, classes, and the median
+    of each latency stage (what `edge-tl stream` prints at the end)."""
+
+    def __init__(self) -> None:
+        self.frames: set[tuple[str, int]] = set()
+        self.class_counts: dict[str, int] = {}
+        self.stage_ms: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.frames.add((event["stream"], event["frame"]))
+            self.class_counts[event["class"]] = self.class_counts.get(event["class"], 0) + 1
+            for stage, ms in event["latency_ms"].items():
+                self.stage_ms.setdefault(stage, []).append(ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "events": sum(self.class_counts.values()),
+                "class_counts": dict(self.class_counts),
+                "stage_ms_p50": {
+                    k: round(float(np.median(v)), 3) for k, v in self.stage_ms.items()
+                },
+            }
 
 
 class CountsSink(Sink):

@@ -19,14 +19,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
-from edge_tl.errors import SourceError
+from edge_tl.errors import DataError, SourceError
+from edge_tl.images import find_images, load_image
 
 __all__ = [
+    "Source",
     "Frame",
     "SourceState",
     "SourceStats",
@@ -66,6 +68,22 @@ class SourceStats:
     last_frame_at: float = 0.0
 
 
+@runtime_checkable
+class Source(Protocol):
+    """What the daemon and `edge-tl stream` read frames from: files, folders and live streams."""
+
+    live: bool
+    fps: float  # 0 when unknown
+    frame_count: int  # 0 for live streams
+    stats: SourceStats
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def state(self) -> SourceState: ...
+
+    def close(self) -> None: ...
+
+
 class VideoFileSource:
     """Iterate the frames of a video file; fails with the file named if OpenCV cannot open it."""
 
@@ -93,7 +111,7 @@ class VideoFileSource:
             )
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.state = SourceState.LIVE
+        self._state = SourceState.LIVE
         self.stats = SourceStats()
 
     def __iter__(self) -> Iterator[Frame]:
@@ -154,9 +172,12 @@ class VideoFileSource:
         finally:
             self.close()
 
+    def state(self) -> SourceState:
+        return self._state
+
     def close(self) -> None:
         self._capture.release()
-        self.state = SourceState.STOPPED
+        self._state = SourceState.STOPPED
 
 
 class ImageFolderSource:
@@ -165,28 +186,28 @@ class ImageFolderSource:
     live = False
 
     def __init__(self, path: str | os.PathLike[str], max_frames: int | None = None) -> None:
-        from edge_tl.data.folder import IMAGE_SUFFIXES
-
         self.path = Path(path)
-        self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise SourceError(f"{self.path}: no images in this folder")
+        try:
+            self.files = find_images([self.path])
+        except DataError:
+            raise SourceError(f"{self.path}: no images in this folder") from None
         self.files = self.files[:max_frames] if max_frames else self.files
         self.fps, self.frame_count = 0.0, len(self.files)
-        self.state, self.stats = SourceState.LIVE, SourceStats()
+        self._state, self.stats = SourceState.LIVE, SourceStats()
 
     def __iter__(self) -> Iterator[Frame]:
-        from edge_tl.runtime.preprocess import load_image
-
         for index, file in enumerate(self.files):
             t0 = time.perf_counter()
             image = load_image(file)
             self.stats.frames_read += 1
             yield Frame(index, image, 0.0, time.time(), (time.perf_counter() - t0) * 1e3)
-        self.state = SourceState.STOPPED
+        self._state = SourceState.STOPPED
+
+    def state(self) -> SourceState:
+        return self._state
 
     def close(self) -> None:
-        self.state = SourceState.STOPPED
+        self._state = SourceState.STOPPED
 
 
 @dataclass(frozen=True)
@@ -226,7 +247,7 @@ class LiveSource:
         self.backoff, self.stall_timeout_s, self.max_fps = backoff, stall_timeout_s, max_fps
         self.fps, self.frame_count = 0.0, 0
         self.stats = SourceStats()
-        self.state = SourceState.CONNECTING
+        self._state = SourceState.CONNECTING
         self._rng = random.Random(seed)
         self._latest: Frame | None = None
         self._taken_index = -1
@@ -258,20 +279,21 @@ class LiveSource:
             if frame is not None:
                 yield frame
 
-    def current_state(self) -> SourceState:
+    def state(self) -> SourceState:
+        """The reader's state; LIVE with no frame for `stall_timeout_s` reads as STALLED."""
         if (
-            self.state == SourceState.LIVE
+            self._state == SourceState.LIVE
             and time.time() - self.stats.last_frame_at > self.stall_timeout_s
         ):
             return SourceState.STALLED
-        return self.state
+        return self._state
 
     def close(self) -> None:
         self._stop.set()
         with self._condition:
             self._condition.notify_all()
         self._thread.join(timeout=5)
-        self.state = SourceState.STOPPED
+        self._state = SourceState.STOPPED
 
     def _run(self) -> None:
         attempt, index = 0, -1
@@ -282,7 +304,7 @@ class LiveSource:
                 capture = self._open_capture()
                 if capture is None or not capture.isOpened():
                     raise SourceError(f"{self.name}: cannot open")
-                self.state = SourceState.LIVE
+                self._state = SourceState.LIVE
                 log.info("%s: live", self.name)
                 self.stats.last_frame_at = time.time()
                 last_kept = 0.0
@@ -316,7 +338,7 @@ class LiveSource:
                 if self._stop.is_set():
                     break
                 delay = self.backoff.delay(attempt, self._rng)
-                self.state = SourceState.RECONNECTING
+                self._state = SourceState.RECONNECTING
                 self.stats.reconnects += 1
                 attempt += 1
                 log.warning("%s: %s; reconnecting in %.1f s", self.name, exc, delay)
@@ -324,7 +346,7 @@ class LiveSource:
             finally:
                 if capture is not None:
                     capture.release()
-        self.state = SourceState.STOPPED
+        self._state = SourceState.STOPPED
 
 
 STREAM_TIMEOUT_MS = 2000
@@ -408,7 +430,7 @@ def open_source(
     max_fps: float | None = None,
     backoff: Backoff = Backoff(),
     stall_timeout_s: float = 5.0,
-) -> VideoFileSource | ImageFolderSource | LiveSource:
+) -> Source:
     """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
     (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson)."""
     name = name or spec

@@ -4,7 +4,7 @@ crosses the configured line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,7 +20,9 @@ class Track:
     first_frame: int
     last_frame: int
     hits: int = 1
-    votes: dict[str, float] = field(default_factory=dict)
+    # sum of the full class-probability vectors of every classified crop: no class is lost
+    # to a top-k cut before the vote
+    votes: np.ndarray | None = None
     classified: int = 0  # how many times a crop was classified
     counted: bool = False
     side: float | None = None  # sign of the centre relative to the counting line
@@ -30,12 +32,14 @@ class Track:
         x, y, w, h = self.box
         return x + w / 2, y + h / 2
 
-    def label(self) -> tuple[str | None, float]:
-        """The class with the most accumulated score, and its share of all votes."""
-        if not self.votes:
-            return None, 0.0
-        best = max(self.votes, key=self.votes.__getitem__)
-        return best, self.votes[best] / sum(self.votes.values())
+    def vote(self, scores: np.ndarray) -> None:
+        """Add one classification's probability vector."""
+        self.votes = scores.astype(np.float64) if self.votes is None else self.votes + scores
+        self.classified += 1
+
+    def mean_scores(self) -> np.ndarray | None:
+        """Mean probability vector over the track's classifications (None before the first)."""
+        return None if self.votes is None else self.votes / self.classified
 
 
 def iou(a: Box, b: Box) -> float:

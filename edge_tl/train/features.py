@@ -1,6 +1,6 @@
 """Backbone features for the frozen-backbone phase, computed once and cached in memory.
 
-Images go through `edge_tl.runtime.preprocess`, the exact code the runtime serves with.
+Images go through `edge_tl.preprocess`, the exact code the runtime serves with.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 
 from edge_tl._deps import require
 from edge_tl.bundle import InputSpec
+from edge_tl.images import load_image
+from edge_tl.preprocess import preprocess
 from edge_tl.progress import track
-from edge_tl.runtime.preprocess import load_image, preprocess
 
 if TYPE_CHECKING:
     import torch

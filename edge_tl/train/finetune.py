@@ -9,7 +9,8 @@ exponential moving average of the weights (timm's ModelEmaV3), which is what get
 and kept when enabled.
 
 A plain loop (train_one_epoch, evaluate, fit), one checkpoint dict per epoch for --resume,
-early stopping on validation top-1, the best epoch kept.
+early stopping on validation top-1, the best epoch kept. Images are decoded and augmented per
+epoch by DataLoader workers (`ImageDataset`), never all held in memory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +28,13 @@ import numpy as np
 from edge_tl._deps import require
 from edge_tl.bundle import InputSpec
 from edge_tl.errors import EdgeTLError
+from edge_tl.images import load_image
+from edge_tl.metrics import top1
+from edge_tl.preprocess import preprocess
 from edge_tl.progress import track
-from edge_tl.runtime.preprocess import preprocess
 from edge_tl.train.augment import AugmentConfig, augment, augment_preset
 
-__all__ = ["FinetuneConfig", "finetune", "model_logits", "trainable_parameters"]
+__all__ = ["FinetuneConfig", "ImageDataset", "finetune", "model_logits", "trainable_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +56,59 @@ class FinetuneConfig:
     drop_rate: float = 0.0  # dropout on pooled features before the classifier
     ema_decay: float = 0.0  # weight EMA decay (0: off), with timm's warm-up
     warmup: float = 0.15  # share of the steps spent warming up (one-cycle schedule)
+    workers: int = 2  # DataLoader processes that decode and augment while the model trains
 
     def __post_init__(self) -> None:
         augment_preset(self.augment)  # an unknown name fails here, before any work
         if self.blocks is not None and self.blocks < 1:
             raise EdgeTLError(f"fine-tune blocks must be >= 1 (or all), got {self.blocks}")
+
+
+class ImageDataset:
+    """Labelled image files as preprocessed (CHW float32, label) pairs, decoded on access and
+    augmented with a generator seeded by (seed, epoch, index): the same epoch gives the same
+    views whichever worker draws them. Map-style, which is all torch's DataLoader needs."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        labels: np.ndarray,
+        spec: InputSpec,
+        augmentation: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.paths, self.labels, self.spec = list(paths), labels, spec
+        self.augmentation, self.seed, self.epoch = augmentation, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        image = load_image(self.paths[index])
+        if self.augmentation is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            image = augment(image, rng, self.augmentation)
+        return preprocess([image], self.spec)[0], int(self.labels[index])
+
+
+def _loader(dataset: ImageDataset, batches: Sequence[Sequence[int]], workers: int) -> Any:
+    torch = require("torch", "train")
+    workers = workers if len(batches) > 1 else 0
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        worker_init_fn=_quiet_worker if workers else None,
+        # forked workers deadlocked in OpenCV's thread pool (inherited mid-use from the trainer);
+        # spawned ones start clean, at ~2 s of start-up per epoch
+        multiprocessing_context="spawn" if workers else None,
+    )
+
+
+def _quiet_worker(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the worker is one of several processes on the same cores
 
 
 def trainable_parameters(model: Any, blocks: int | None) -> tuple[list[Any], list[Any], list[Any]]:
@@ -87,9 +139,9 @@ def trainable_parameters(model: Any, blocks: int | None) -> tuple[list[Any], lis
 def finetune(
     model: Any,
     spec: InputSpec,
-    train_images: list[np.ndarray],
+    train_images: Sequence[Path],
     train_labels: np.ndarray,
-    val_images: list[np.ndarray],
+    val_images: Sequence[Path],
     val_labels: np.ndarray,
     config: FinetuneConfig,
     checkpoint: Path | None = None,
@@ -97,8 +149,8 @@ def finetune(
     augmentation: AugmentConfig | None = None,
     class_weights: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
-    """Fine-tune in place; the model ends with the weights of the best validation epoch
-    (of the weight average, when `config.ema_decay` is set)."""
+    """Fine-tune in place on image files; the model ends with the weights of the best
+    validation epoch (of the weight average, when `config.ema_decay` is set)."""
     torch = require("torch", "train")
     require("timm", "train")
     from timm.data import Mixup
@@ -162,7 +214,9 @@ def finetune(
         best_top1, best_state, stale = state["best_top1"], state["best_model"], state["stale"]
         log.info("resumed fine-tuning from %s after epoch %d", checkpoint, start_epoch)
     rng = np.random.default_rng(config.seed + start_epoch)
+    dataset = ImageDataset(train_images, train_labels, spec, augmentation, config.seed)
     for epoch in range(start_epoch + 1, config.epochs + 1):
+        dataset.epoch = epoch
         t0 = time.perf_counter()
         loss = train_one_epoch(
             model,
@@ -170,17 +224,15 @@ def finetune(
             optimizer,
             scheduler,
             loss_fn,
-            spec,
-            train_images,
-            train_labels,
+            dataset,
             config.batch_size,
             rng,
-            augmentation,
             device,
             f"fine-tune {epoch}/{config.epochs}",
             mixer=mixer,
             ema=ema,
             step=(epoch - 1) * steps_per_epoch,
+            workers=config.workers,
         )
         scored = ema.module if ema is not None else model
         val_top1 = evaluate(scored, spec, val_images, val_labels, config.batch_size, device)
@@ -233,32 +285,30 @@ def train_one_epoch(
     optimizer: Any,
     scheduler: Any,
     loss_fn: Any,
-    spec: InputSpec,
-    images: list[np.ndarray],
-    labels: np.ndarray,
+    dataset: ImageDataset,
     batch_size: int,
     rng: np.random.Generator,
-    augmentation: AugmentConfig,
     device: str,
     description: str,
     mixer: Any = None,
     ema: Any = None,
     step: int = 0,
+    workers: int = 2,
 ) -> float:
     torch = require("torch", "train")
     model.train()
     for module in frozen:  # frozen BatchNorm keeps its ImageNet statistics
         module.eval()
-    order = rng.permutation(len(images))
+    order = rng.permutation(len(dataset))
     total, seen = 0.0, 0
     # mixup pairs images within a batch, so an odd-sized last batch is dropped
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if mixer is not None and len(batches) > 1 and len(batches[-1]) % 2:
         batches = batches[:-1]
-    for index in track(batches, description):
-        batch = preprocess([augment(images[i], rng, augmentation) for i in index], spec)
-        x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-        y = torch.from_numpy(labels[index]).to(device)
+    batches = [[int(i) for i in b] for b in batches]
+    for x, y in track(_loader(dataset, batches, workers), description, total=len(batches)):
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        y = y.to(device)
         if mixer is not None:
             x, y = mixer(x, y)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device == "cuda"):
@@ -270,22 +320,30 @@ def train_one_epoch(
         step += 1
         if ema is not None:
             ema.update(model, step=step)
-        total += float(loss.detach()) * len(index)
-        seen += len(index)
+        total += float(loss.detach()) * len(y)
+        seen += len(y)
     return total / max(seen, 1)
 
 
 def model_logits(
-    model: Any, spec: InputSpec, images: list[np.ndarray], batch_size: int, device: str = "cpu"
+    model: Any,
+    spec: InputSpec,
+    paths: Sequence[Path],
+    batch_size: int,
+    device: str = "cpu",
+    workers: int = 0,
 ) -> np.ndarray:
-    """Logits (N, C) of the whole model on decoded BGR images, in eval mode."""
+    """Logits (N, C) of the whole model on image files, in eval mode."""
     torch = require("torch", "train")
     model.eval()
+    dataset = ImageDataset(paths, np.zeros(len(paths), np.int64), spec)
+    batches = [
+        list(range(i, min(i + batch_size, len(paths)))) for i in range(0, len(paths), batch_size)
+    ]
     chunks = []
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = preprocess(images[start : start + batch_size], spec)
-            x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
+        for x, _ in _loader(dataset, batches, workers):
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
             chunks.append(model(x).float().cpu().numpy())
     if not chunks:
         return np.zeros((0, int(model.get_classifier().out_features)), np.float32)
@@ -295,12 +353,11 @@ def model_logits(
 def evaluate(
     model: Any,
     spec: InputSpec,
-    images: list[np.ndarray],
+    paths: Sequence[Path],
     labels: np.ndarray,
     batch_size: int,
     device: str,
 ) -> float:
     if not len(labels):
         return float("nan")
-    predicted = model_logits(model, spec, images, batch_size, device).argmax(axis=1)
-    return float((predicted == labels).mean())
+    return top1(model_logits(model, spec, paths, batch_size, device), labels)

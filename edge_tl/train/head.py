@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_tl._deps import require
+from edge_tl.metrics import top1
 
-__all__ = ["HeadConfig", "HeadResult", "fit_linear_head", "accuracy"]
+__all__ = ["HeadConfig", "HeadResult", "fit_linear_head"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,6 @@ class HeadResult:
     best_epoch: int
     best_val_top1: float | None
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in [0, 1]; nan for an empty set."""
-    if len(labels) == 0:
-        return float("nan")
-    return float((logits.argmax(axis=1) == labels).mean())
 
 
 def fit_linear_head(
@@ -90,8 +84,8 @@ def fit_linear_head(
             total += float(loss.detach()) * len(idx)
         head.eval()
         with torch.no_grad():
-            train_top1 = accuracy(head(x).numpy(), train_y)
-            val_top1 = accuracy(head(vx).numpy(), val_y) if len(val_y) else None
+            train_top1 = top1(head(x).numpy(), train_y)
+            val_top1 = top1(head(vx).numpy(), val_y) if len(val_y) else None
         history.append(
             {"epoch": epoch, "loss": total / len(x), "train_top1": train_top1}
             | ({"val_top1": val_top1} if val_top1 is not None else {})

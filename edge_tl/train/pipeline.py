@@ -22,6 +22,7 @@ from edge_tl.bundle import (
     ArtifactKind,
     Bundle,
     DatasetInfo,
+    InputSpec,
     Manifest,
     ModelInfo,
     Precision,
@@ -31,17 +32,24 @@ from edge_tl.bundle import (
     stage_bundle,
 )
 from edge_tl.data.folder import ImageFolder, Sample, scan_dataset, stratified_split
-from edge_tl.data.validate import validate_folder
-from edge_tl.metrics import classification_report
+from edge_tl.data.validate import DataReport, validate_folder
+from edge_tl.images import load_image
+from edge_tl.metrics import classification_report, softmax, top1
 from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
-from edge_tl.runtime.classify import softmax
-from edge_tl.runtime.preprocess import load_image
-from edge_tl.scorecard import VAL_SET, load_test_sets, recall_gaps, scorecard_markdown, summarize
+from edge_tl.scorecard import (
+    VAL_SET,
+    TestSet,
+    load_test_sets,
+    recall_gaps,
+    record_torch_scores,
+    scorecard_markdown,
+    summarize,
+)
 from edge_tl.train.augment import augment, augment_preset
 from edge_tl.train.features import extract_features
 from edge_tl.train.finetune import FinetuneConfig, finetune, model_logits
-from edge_tl.train.head import HeadConfig, accuracy, fit_linear_head
+from edge_tl.train.head import HeadConfig, HeadResult, fit_linear_head
 
 __all__ = ["TrainConfig", "train_bundle", "MODEL_FILE", "TRAIN_REPORT_FILE"]
 
@@ -75,6 +83,31 @@ class TrainConfig:
     test_dirs: tuple[Path, ...] = ()
 
 
+@dataclass
+class _Data:
+    """The dataset as training sees it: the folder, the split, and the labels of each side."""
+
+    folder: ImageFolder
+    train: list[Sample]
+    val: list[Sample]
+    report: DataReport
+    leaks: list[tuple[str, str]]
+    test_sets: list[TestSet]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.folder.classes
+
+
+@dataclass
+class _Scores:
+    val_logits: np.ndarray | None
+    evaluation: dict[str, Any] | None
+    scores: dict[str, dict[str, Any]]
+    test_reports: dict[str, dict[str, Any]]
+    warnings: list[str]
+
+
 def train_bundle(config: TrainConfig) -> Bundle:
     """Check the data, train both phases, write a bundle at `config.output`, return it verified."""
     tune_malloc()
@@ -83,7 +116,38 @@ def train_bundle(config: TrainConfig) -> Bundle:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     started = time.perf_counter()
+    data = _prepare_data(config)
+    spec = get_spec(config.backbone)
+    input_spec = spec.input_spec(config.input_size, config.resize)
+    log.info(
+        "%s: %d classes, %d train / %d val images, %s at %dpx",
+        data.folder.root, len(data.classes), len(data.train), len(data.val), config.backbone,
+        input_spec.height,
+    )  # fmt: skip
+    class_weights = (
+        _class_weights(_labels(data.train), len(data.classes)) if config.balance else None
+    )
+    model = create_backbone(
+        config.backbone, len(data.classes), pretrained=True, weights_file=config.weights
+    )
+    head = _head_phase(model, spec.classifier, data, input_spec, config, class_weights)
+    finetuned = _finetune_phase(model, data, input_spec, config, class_weights)
+    scores = _score(model, data, input_spec, config, head.val_logits if not finetuned else None)
+    manifest = _manifest(config, data, spec, input_spec, head.feature_dim, bool(finetuned))
+    report = _report(config, data, head, finetuned, scores, time.perf_counter() - started)
+    _write_bundle(config, manifest, model, report, data, scores)
+    log.info(
+        "wrote %s (val top-1 %s) in %.1f s",
+        config.output,
+        manifest.metrics["torch"]["top1"],
+        report["seconds"]["total"],
+    )
+    return Bundle.load(config.output)
 
+
+def _prepare_data(config: TrainConfig) -> _Data:
+    """Validate the folder, drop unreadable images, split (or take the given split), and load
+    the test sets (so a bad test folder fails before any training)."""
     folder, predefined_val = scan_dataset(config.data_dir)
     data_report = validate_folder(folder, strict=config.strict)
     for warning in data_report.warnings():
@@ -105,27 +169,35 @@ def train_bundle(config: TrainConfig) -> Bundle:
             len(leaks),
             *leaks[0],
         )
-    test_sets = load_test_sets(config.test_dirs, folder.classes)  # bad folders fail before training
-    spec = get_spec(config.backbone)
-    input_spec = spec.input_spec(config.input_size, config.resize)
-    log.info(
-        "%s: %d classes, %d train / %d val images, %s at %dpx",
-        folder.root,
-        len(folder.classes),
-        len(train),
-        len(val),
-        config.backbone,
-        input_spec.height,
-    )
-    train_y, val_y = _labels(train), _labels(val)
-    class_weights = _class_weights(train_y, len(folder.classes)) if config.balance else None
+    test_sets = load_test_sets(config.test_dirs, folder.classes)
+    return _Data(folder, train, val, data_report, leaks, test_sets)
 
-    model = create_backbone(
-        config.backbone, len(folder.classes), pretrained=True, weights_file=config.weights
-    )
+
+@dataclass
+class _HeadPhase:
+    result: HeadResult
+    val_logits: np.ndarray | None
+    val_top1: float | None
+    feature_dim: int
+    seconds: dict[str, float]
+
+
+def _head_phase(
+    model: Any,
+    classifier_name: str,
+    data: _Data,
+    input_spec: InputSpec,
+    config: TrainConfig,
+    class_weights: np.ndarray | None,
+) -> _HeadPhase:
+    """Phase one: backbone features computed once (plus augmented views when asked), a linear
+    head trained on them, the best validation epoch installed as the model's classifier."""
+    torch = require("torch", "train")
+    train_paths, val_paths = _paths(data.folder, data.train), _paths(data.folder, data.val)
+    train_y, val_y = _labels(data.train), _labels(data.val)
     t0 = time.perf_counter()
     train_x = extract_features(
-        model, _paths(folder, train), input_spec, config.batch_size, "features (train)"
+        model, train_paths, input_spec, config.batch_size, "features (train)"
     )
     head_x, head_y = train_x, train_y
     if config.head.views:
@@ -134,7 +206,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
         views = [
             extract_features(
                 model,
-                _paths(folder, train),
+                train_paths,
                 input_spec,
                 config.batch_size,
                 f"features (augmented view {v + 1}/{config.head.views})",
@@ -144,147 +216,191 @@ def train_bundle(config: TrainConfig) -> Bundle:
         ]
         head_x = np.concatenate([train_x, *views])
         head_y = np.tile(train_y, config.head.views + 1)
-    val_x = extract_features(
-        model, _paths(folder, val), input_spec, config.batch_size, "features (val)"
-    )
+    val_x = extract_features(model, val_paths, input_spec, config.batch_size, "features (val)")
     feature_seconds = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     result = fit_linear_head(
-        head_x, head_y, val_x, val_y, len(folder.classes), config.head, class_weights
+        head_x, head_y, val_x, val_y, len(data.classes), config.head, class_weights
     )
     head_seconds = time.perf_counter() - t0
-    classifier = getattr(model, spec.classifier)
+    classifier = getattr(model, classifier_name)
     with torch.no_grad():
         classifier.weight.copy_(torch.from_numpy(result.weight))
         classifier.bias.copy_(torch.from_numpy(result.bias))
     # the backbone is frozen and in eval mode: features @ head are the model's own logits
-    val_logits = val_x @ result.weight.T + result.bias if len(val) else None
-    head_val_top1 = accuracy(val_logits, val_y) if val_logits is not None else None
+    val_logits = val_x @ result.weight.T + result.bias if len(data.val) else None
+    return _HeadPhase(
+        result,
+        val_logits,
+        top1(val_logits, val_y) if val_logits is not None else None,
+        int(train_x.shape[1]),
+        {"features": feature_seconds, "head": head_seconds},
+    )
 
-    finetune_history: list[dict[str, float]] = []
-    finetune_seconds = 0.0
-    if config.finetune.epochs > 0:
-        t0 = time.perf_counter()
-        val_images = [load_image(p) for p in _paths(folder, val)]  # decoded once, scored twice
-        finetune_history = finetune(
-            model,
-            input_spec,
-            [load_image(p) for p in _paths(folder, train)],
-            train_y,
-            val_images,
-            val_y,
-            config.finetune,
-            checkpoint=_checkpoint_path(config.output),
-            resume=config.resume,
-            class_weights=class_weights,
+
+@dataclass
+class _FinetunePhase:
+    history: list[dict[str, float]]
+    seconds: float
+
+
+def _finetune_phase(
+    model: Any,
+    data: _Data,
+    input_spec: InputSpec,
+    config: TrainConfig,
+    class_weights: np.ndarray | None,
+) -> _FinetunePhase | None:
+    """Phase two (when asked): fine-tune the backbone on images decoded per epoch."""
+    if config.finetune.epochs <= 0:
+        return None
+    t0 = time.perf_counter()
+    history = finetune(
+        model,
+        input_spec,
+        _paths(data.folder, data.train),
+        _labels(data.train),
+        _paths(data.folder, data.val),
+        _labels(data.val),
+        config.finetune,
+        checkpoint=_checkpoint_path(config.output),
+        resume=config.resume,
+        class_weights=class_weights,
+    )
+    return _FinetunePhase(history, time.perf_counter() - t0)
+
+
+def _score(
+    model: Any,
+    data: _Data,
+    input_spec: InputSpec,
+    config: TrainConfig,
+    val_logits: np.ndarray | None,
+) -> _Scores:
+    """The final model on validation (logits reused from the head phase when the backbone did
+    not change) and on every test set, side by side."""
+    if val_logits is None and data.val:
+        val_logits = model_logits(
+            model, input_spec, _paths(data.folder, data.val), config.batch_size
         )
-        finetune_seconds = time.perf_counter() - t0
-        if len(val):
-            val_logits = model_logits(model, input_spec, val_images, config.batch_size)
-
     evaluation = (
-        classification_report(val_logits, val_y, folder.classes) if val_logits is not None else None
+        classification_report(val_logits, _labels(data.val), data.classes)
+        if val_logits is not None
+        else None
     )
     scores = {VAL_SET: summarize(evaluation)} if evaluation else {}
     test_reports = {}
-    for test_set in test_sets:
-        images = [load_image(p) for p in test_set.images.paths]
-        logits = model_logits(model, input_spec, images, config.batch_size)
+    for test_set in data.test_sets:
+        logits = model_logits(model, input_spec, test_set.images.paths, config.batch_size)
         test_reports[test_set.name] = classification_report(
-            logits, test_set.images.labels, folder.classes
+            logits, test_set.images.labels, data.classes
         )
         scores[test_set.name] = summarize(test_reports[test_set.name], str(test_set.root.resolve()))
     warnings = recall_gaps(scores)
     for warning in warnings:
         log.warning("%s", warning)
+    return _Scores(val_logits, evaluation, scores, test_reports, warnings)
+
+
+def _manifest(
+    config: TrainConfig,
+    data: _Data,
+    spec: Any,
+    input_spec: InputSpec,
+    feature_dim: int,
+    finetuned: bool,
+) -> Manifest:
     dataset = DatasetInfo(
-        root=str(folder.root.resolve()),
-        fingerprint=folder.fingerprint(data_report.content_hash),
-        num_images=len(folder.samples),
-        class_counts=folder.class_counts(),
+        root=str(data.folder.root.resolve()),
+        fingerprint=data.folder.fingerprint(data.report.content_hash),
+        num_images=len(data.folder.samples),
+        class_counts=data.folder.class_counts(),
         split=SplitInfo(
-            seed=config.seed, val_fraction=config.val_fraction, val_files=[s.relpath for s in val]
+            seed=config.seed,
+            val_fraction=config.val_fraction,
+            val_files=[s.relpath for s in data.val],
         ),
     )
-    manifest = Manifest(
+    return Manifest(
         schema_version=SCHEMA_VERSION,
         name=config.output.name,
-        labels=folder.classes,
+        labels=data.classes,
         input=input_spec,
         model=ModelInfo(
             backbone=config.backbone,
             architecture=spec.architecture,
-            num_classes=len(folder.classes),
+            num_classes=len(data.classes),
             weights=str(config.weights) if config.weights else spec.weights,
-            feature_dim=int(train_x.shape[1]),
+            feature_dim=feature_dim,
         ),
         provenance=new_provenance(dataset),
     )
-    total_seconds = time.perf_counter() - started
+
+
+def _phases(config: TrainConfig, finetuned: bool) -> str:
     tuned = (
         "whole backbone"
         if config.finetune.blocks is None
         else f"top {config.finetune.blocks} stages"
     )
-    phases = "frozen backbone + head" + (
-        f", fine-tuned {tuned} ({config.finetune.augment} augmentation)" if finetune_history else ""
+    return "frozen backbone + head" + (
+        f", fine-tuned {tuned} ({config.finetune.augment} augmentation)" if finetuned else ""
     )
-    measured_on = f"torch eager cpu ({phases})"
-    manifest.metrics["torch"] = {
-        "precision": Precision.FP32.value,
-        "split": "val",
-        "num_images": len(val),
-        "top1": evaluation["top1"] if evaluation else None,
-        "top3": evaluation["top3"] if evaluation else None,
-        "per_class_recall": {k: v["recall"] for k, v in evaluation["per_class"].items()}
-        if evaluation
-        else {},
-        "path": measured_on,
-        "test_sets": {k: v | {"path": measured_on} for k, v in scores.items() if k != VAL_SET},
-    }
-    report = {
+
+
+def _report(
+    config: TrainConfig,
+    data: _Data,
+    head: _HeadPhase,
+    finetuned: _FinetunePhase | None,
+    scores: _Scores,
+    total_seconds: float,
+) -> dict[str, Any]:
+    """train_report.json: the config, the data check, both phases' curves and every score."""
+    return {
         "config": _jsonable(asdict(config)),
-        "phases": phases,
-        "data": data_report.as_dict() | {"cross_split_duplicates": leaks},
+        "phases": _phases(config, finetuned is not None),
+        "data": data.report.as_dict() | {"cross_split_duplicates": data.leaks},
         "head": {
-            "best_epoch": result.best_epoch,
-            "val_top1": head_val_top1,
-            "history": result.history,
+            "best_epoch": head.result.best_epoch,
+            "val_top1": head.val_top1,
+            "history": head.result.history,
         },
-        "finetune": {"history": finetune_history},
-        "val": evaluation,
-        "test_sets": test_reports,
-        "warnings": warnings,
-        "train_images": len(train),
-        "val_images": len(val),
-        "seconds": {
-            "features": feature_seconds,
-            "head": head_seconds,
-            "finetune": finetune_seconds,
-            "total": total_seconds,
-        },
+        "finetune": {"history": finetuned.history if finetuned else []},
+        "val": scores.evaluation,
+        "test_sets": scores.test_reports,
+        "warnings": scores.warnings,
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+        "seconds": head.seconds
+        | {"finetune": finetuned.seconds if finetuned else 0.0, "total": total_seconds},
     }
+
+
+def _write_bundle(
+    config: TrainConfig,
+    manifest: Manifest,
+    model: Any,
+    report: dict[str, Any],
+    data: _Data,
+    scores: _Scores,
+) -> None:
+    """The torch metrics into the manifest, then model.pt, the report and its plots, staged."""
+    measured_on = f"torch eager cpu ({report['phases']})"
+    record_torch_scores(manifest, scores.scores, measured_on)
     with stage_bundle(config.output, overwrite=config.overwrite) as stage:
         stage.manifest = manifest
-        save_model(model, stage.new_file(MODEL_FILE), config.backbone, len(folder.classes))
+        save_model(model, stage.new_file(MODEL_FILE), config.backbone, len(data.classes))
         stage.add_artifact(MODEL_FILE, ArtifactKind.TORCH, Precision.FP32)
         stage.new_file(TRAIN_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        _write_plots(stage.dir / REPORTS_DIR, report, folder, val, val_logits)
-        if scores:
+        _write_plots(stage.dir / REPORTS_DIR, report, data.folder, data.val, scores.val_logits)
+        if scores.scores:
             (stage.dir / REPORTS_DIR).mkdir(exist_ok=True)
             (stage.dir / REPORTS_DIR / SCORECARD_FILE).write_text(
                 scorecard_markdown(
-                    f"{config.output.name}: validation and test sets", scores, folder.classes
+                    f"{config.output.name}: validation and test sets", scores.scores, data.classes
                 )
             )
-    log.info(
-        "wrote %s (val top-1 %s) in %.1f s",
-        config.output,
-        manifest.metrics["torch"]["top1"],
-        total_seconds,
-    )
-    return Bundle.load(config.output)
 
 
 def _write_plots(

@@ -10,7 +10,8 @@ import pytest
 
 from edge_tl.bundle import Bundle, ColorOrder, Precision
 from edge_tl.export import ExportOptions, export_bundle
-from edge_tl.runtime import Classifier, create_backend, load_image
+from edge_tl.images import load_image
+from edge_tl.runtime import Classifier, create_backend
 
 onnx = pytest.importorskip("onnx")
 pytestmark = pytest.mark.slow

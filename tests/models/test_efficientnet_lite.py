@@ -10,7 +10,7 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from edge_tl.bundle import ColorOrder  # noqa: E402
 from edge_tl.models.registry import create_backbone, get_spec  # noqa: E402
-from edge_tl.runtime.preprocess import preprocess  # noqa: E402
+from edge_tl.preprocess import preprocess  # noqa: E402
 
 ESPRESSO = 967
 CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat

@@ -23,8 +23,9 @@ from edge_tl.bundle import Bundle
 from edge_tl.errors import EdgeTLError
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.classify import Classifier
-from edge_tl.runtime.daemon import Daemon, load_config
-from edge_tl.runtime.pipeline import StreamProcessor, StreamSettings
+from edge_tl.runtime.config import StreamConfig, load_config
+from edge_tl.runtime.daemon import Daemon
+from edge_tl.runtime.processor import StreamProcessor
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Backoff, LiveSource, VideoFileSource
 from tests.conftest import _pattern
@@ -71,7 +72,7 @@ def test_motion_mode_counts_every_crossing(exported_bundle: Path, tmp_path: Path
     with create_backend(bundle, "onnxruntime") as backend:
         scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4, max_wait_ms=1)
         processor = StreamProcessor(
-            StreamSettings(name="road", mode="motion"), scheduler, bundle.labels
+            StreamConfig(name="road", source="road.mp4", mode="motion"), scheduler, bundle.labels
         )
         events = [
             e for frame in VideoFileSource(tmp_path / "road.mp4") for e in processor.process(frame)
@@ -94,11 +95,13 @@ def test_frame_and_roi_modes(exported_bundle: Path, tiny_dataset: Path) -> None:
     with create_backend(bundle, "onnxruntime") as backend:
         scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
         whole = list(
-            StreamProcessor(StreamSettings("a", mode="frame"), scheduler, bundle.labels).process(
-                frame
-            )
+            StreamProcessor(
+                StreamConfig(name="a", source="-", mode="frame"), scheduler, bundle.labels
+            ).process(frame)
         )
-        rois = StreamSettings("b", mode="roi", rois=((0, 0, 0.5, 1), (0.5, 0, 0.5, 1)))
+        rois = StreamConfig(
+            name="b", source="-", mode="roi", rois=[(0, 0, 0.5, 1), (0.5, 0, 0.5, 1)]
+        )
         regions = list(StreamProcessor(rois, scheduler, bundle.labels).process(frame))
         scheduler.close()
     assert len(whole) == 1 and whole[0]["box"] == [0, 0, 96, 48]

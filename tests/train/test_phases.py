@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 
 from edge_tl.data.folder import scan_image_folder  # noqa: E402
 from edge_tl.models.registry import create_backbone, get_spec  # noqa: E402
-from edge_tl.runtime.preprocess import load_image  # noqa: E402
 from edge_tl.train.features import extract_features  # noqa: E402
 from edge_tl.train.finetune import FinetuneConfig, finetune  # noqa: E402
 from edge_tl.train.head import HeadConfig, fit_linear_head  # noqa: E402
@@ -52,7 +51,7 @@ def test_finetune_changes_top_blocks_and_head_only(data: tuple[list[Path], np.nd
     paths, labels = data
     model = create_backbone("efficientnet_lite0", 3, pretrained=True)
     spec = get_spec("efficientnet_lite0").input_spec(64)
-    images = [load_image(p) for p in paths]
+    images = paths  # fine-tuning decodes the files itself, per epoch
     before = _snapshot(model)
     history = finetune(
         model,
@@ -78,7 +77,7 @@ def test_finetune_resumes_from_its_checkpoint(
 ) -> None:
     paths, labels = data
     spec = get_spec("efficientnet_lite0").input_spec(64)
-    images = [load_image(p) for p in paths]
+    images = paths  # fine-tuning decodes the files itself, per epoch
     checkpoint = tmp_path / "ft.pt"
 
     def run(epochs: int, resume: bool) -> list[dict[str, float]]:
@@ -99,7 +98,7 @@ def test_whole_backbone_finetune_with_ema_and_mixup(data: tuple[list[Path], np.n
     paths, labels = data
     model = create_backbone("efficientnet_lite0", 3, pretrained=True)
     spec = get_spec("efficientnet_lite0").input_spec(64)
-    images = [load_image(p) for p in paths]
+    images = paths  # fine-tuning decodes the files itself, per epoch
     before = _snapshot(model)
     config = FinetuneConfig(
         epochs=1, blocks=None, batch_size=12, augment="overhead", mixup=0.2, cutmix=1.0,

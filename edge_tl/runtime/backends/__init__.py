@@ -1,41 +1,71 @@
 """Backend registry: name → Backend class, and `auto` selection with the reason logged.
 
-No if/elif over formats elsewhere: callers ask for a backend by name (or "auto").
+Built-in device backends (TensorRT, ONNX Runtime) register here; others, such as the PyTorch
+backend on the torch side, are found through the `edge_tl.backends` entry point group, so the
+runtime depends on none of them. No if/elif over formats elsewhere: callers ask for a backend by
+name (or "auto").
 """
 
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 
 from edge_tl._deps import is_available
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
-from edge_tl.runtime.backends.pytorch import TorchBackend
 from edge_tl.runtime.backends.tensorrt import TensorRTBackend
 
-__all__ = ["Backend", "BACKENDS", "available_backends", "create_backend", "select_backend"]
+__all__ = [
+    "Backend",
+    "ENTRY_POINT_GROUP",
+    "register_backend",
+    "backend_classes",
+    "available_backends",
+    "create_backend",
+    "select_backend",
+]
 
 log = logging.getLogger(__name__)
 
-# In order of preference for `auto`.
-BACKENDS: dict[str, type[Backend]] = {
-    TensorRTBackend.name: TensorRTBackend,
-    OnnxRuntimeBackend.name: OnnxRuntimeBackend,
-    TorchBackend.name: TorchBackend,
-}
+ENTRY_POINT_GROUP = "edge_tl.backends"
+_REGISTRY: dict[str, type[Backend]] = {}
+_plugins_loaded = False
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Make `cls` available by its `name` (usable as a class decorator)."""
+    known = _REGISTRY.get(cls.name)
+    if known is not None and known is not cls:
+        raise ValueError(f"backend '{cls.name}' is registered twice ({known} and {cls})")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def backend_classes() -> dict[str, type[Backend]]:
+    """Every registered backend by name, in the order `auto` tries them."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                register_backend(entry.load())
+            except Exception as exc:  # a broken plugin must not take the built-in backends down
+                log.warning("backend plugin '%s' (%s) not loaded: %s", entry.name, entry.value, exc)
+    return dict(sorted(_REGISTRY.items(), key=lambda item: item[1].auto_rank))
 
 
 def available_backends() -> list[str]:
     """Backends whose library is installed (not whether the bundle has what they need)."""
-    return [name for name, cls in BACKENDS.items() if is_available(cls.requires[0])]
+    return [name for name, cls in backend_classes().items() if is_available(cls.requires[0])]
 
 
 def select_backend(bundle: Bundle, precision: Precision) -> str:
     """The first installed backend that can serve `bundle` at `precision`, with the reason logged."""
     reasons = []
-    for name, cls in BACKENDS.items():
+    for name, cls in backend_classes().items():
         module, extra = cls.requires
         if not is_available(module):
             reasons.append(f"{name}: '{module}' not installed (edge-tl[{extra}])")
@@ -60,13 +90,18 @@ def create_backend(
     """An unopened backend; use it as `with create_backend(...) as backend:`."""
     if name == "auto":
         name = select_backend(bundle, precision)
+    classes = backend_classes()
     try:
-        cls = BACKENDS[name]
+        cls = classes[name]
     except KeyError:
         raise BackendError(
-            f"unknown backend '{name}'; choose one of: auto, {', '.join(BACKENDS)}"
+            f"unknown backend '{name}'; choose one of: auto, {', '.join(classes)}"
         ) from None
     problem = cls.cannot_serve(bundle, precision)
     if problem:
         raise BackendError(f"backend {name}: {problem}")
     return cls(bundle, precision, threads=threads)
+
+
+register_backend(TensorRTBackend)
+register_backend(OnnxRuntimeBackend)

@@ -27,6 +27,7 @@ class Backend(ABC):
     name: ClassVar[str]
     requires: ClassVar[tuple[str, str]]  # (module to import, pip extra that provides it)
     runs_exported_graphs: ClassVar[bool] = True  # False: runs model.pt, never fused graphs
+    auto_rank: ClassVar[int] = 50  # `auto` tries backends in ascending rank
 
     def __init__(
         self, bundle: Bundle, precision: Precision = Precision.FP32, threads: int | None = None

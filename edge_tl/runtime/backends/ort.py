@@ -65,6 +65,7 @@ def _provider_name(provider: Any) -> str:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     requires = ("onnxruntime", "cpu")
+    auto_rank = 20
 
     @classmethod
     def cannot_serve(cls, bundle: Bundle, precision: Precision) -> str | None:

@@ -39,6 +39,7 @@ def engine_target(artifact: Artifact) -> EngineTarget:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     requires = ("cuda.bindings", "trt")
+    auto_rank = 10  # fastest where it can run: a plan for this GPU and TensorRT
 
     def __init__(
         self,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_tl.bench.stats import LatencyStats
+from edge_tl.timing import LatencyStats
 
 
 def test_percentiles_of_known_samples() -> None:

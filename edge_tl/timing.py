@@ -1,12 +1,21 @@
-"""Latency statistics from raw samples: percentiles, spread and a noise verdict."""
+"""Timing: the loop that times a call, and latency statistics from its samples (percentiles,
+spread, a noise verdict). Part of the torch-free foundation: bench, export and eval all time
+with this one loop and summarize with this one statistic.
+
+The loop costs two perf_counter_ns calls and an append per iteration (`edge-tl bench` reports
+what that costs); no progress drawing inside.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["LatencyStats"]
+__all__ = ["LatencyStats", "time_calls", "p50_ms"]
 
 # A ratio between two backends is not trustworthy when either's IQR exceeds this share of p50.
 NOISY_IQR_FRACTION = 0.25
@@ -50,3 +59,24 @@ class LatencyStats:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()} | {
             "noisy": self.noisy
         }
+
+
+def time_calls(
+    call: Callable[[Any], Any], argument: Any, warmup: int, iterations: int
+) -> list[float]:
+    """Milliseconds per call of `call(argument)`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        call(argument)
+    samples = [0.0] * iterations
+    for i in range(iterations):
+        t0 = time.perf_counter_ns()
+        call(argument)
+        samples[i] = (time.perf_counter_ns() - t0) / 1e6
+    return samples
+
+
+def p50_ms(
+    call: Callable[[Any], Any], argument: Any, warmup: int = 5, iterations: int = 30
+) -> float:
+    """Median milliseconds of `call(argument)`: the one figure export and eval report."""
+    return LatencyStats.from_samples(time_calls(call, argument, warmup, iterations)).p50_ms

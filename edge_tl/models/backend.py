@@ -1,6 +1,8 @@
 """PyTorch backend: the bundle's fine-tuned weights in eager mode, the reference baseline.
 
-Needs the [train] extra; torch is imported when the backend is opened, never at module import.
+Lives on the torch side and reaches the runtime's registry through the `edge_tl.backends`
+entry point (pyproject), so `edge_tl.runtime` never imports `edge_tl.models`. Needs the
+[train] extra; torch is imported when the backend is opened, never at module import.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import numpy as np
 
 from edge_tl._deps import require
 from edge_tl.bundle import ArtifactKind, Bundle, Precision
+from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
 
 __all__ = ["TorchBackend"]
@@ -18,6 +21,7 @@ class TorchBackend(Backend):
     name = "torch"
     requires = ("torch", "train")
     runs_exported_graphs = False
+    auto_rank = 90  # the reference baseline: chosen by `auto` only when nothing faster can run
 
     def __init__(
         self,
@@ -51,8 +55,6 @@ class TorchBackend(Backend):
         if self.device is None:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.precision == Precision.FP16 and self.device == "cpu":
-            from edge_tl.errors import BackendError
-
             raise BackendError("torch fp16 needs a CUDA device (autocast); none is available")
         self._torch = torch
         model = load_model(self.bundle.artifact_path(ArtifactKind.TORCH)).eval().to(self.device)

@@ -6,17 +6,14 @@ with other preprocessing than it was trained with. OpenCV + numpy only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from edge_tl.bundle import ColorOrder, InputSpec, Interpolation, RawInput, ResizePolicy
-from edge_tl.errors import DataError
 
 __all__ = [
-    "load_image",
     "resize_to_input",
     "preprocess",
     "prepare_batch",
@@ -30,20 +27,6 @@ _CV2_INTERPOLATION = {
     Interpolation.BICUBIC: cv2.INTER_CUBIC,
     Interpolation.AREA: cv2.INTER_AREA,
 }
-
-
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 BGR (grey, alpha and 16-bit are converted)."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError(
-            f"{path}: not an image OpenCV can decode (empty, truncated or other format)"
-        )
-    return image
 
 
 def resize_to_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:

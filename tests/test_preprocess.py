@@ -8,7 +8,8 @@ import pytest
 
 from edge_tl.bundle import ColorOrder, InputSpec, ResizePolicy
 from edge_tl.errors import DataError
-from edge_tl.runtime.preprocess import load_image, preprocess, resize_to_input
+from edge_tl.images import load_image
+from edge_tl.preprocess import preprocess, resize_to_input
 
 
 def _spec(**kw: object) -> InputSpec:

@@ -1,0 +1,182 @@
+"""`edge-tl bench` and `edge-tl demo`: measured numbers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_tl.cli._common import AddCommand, add_json, comma_list, precisions, print_json, table
+from edge_tl.errors import EdgeTLError
+
+__all__ = ["register"]
+
+
+def register(add_command: AddCommand) -> None:
+    p = add_command(
+        "bench",
+        _bench,
+        "Benchmark backends x precisions x batch sizes in one run: latency percentiles, throughput, "
+        "per-stage times, load time, memory, the naive PyTorch baseline and the machine; or compare two runs.",
+    )
+    p.add_argument("bundle", type=Path, nargs="?", help="bundle to benchmark (omit with --compare)")
+    p.add_argument(
+        "--backends", default="onnxruntime,torch", help="comma-separated (default: %(default)s)"
+    )
+    p.add_argument(
+        "--precisions", "--precision", default="fp32", help="comma-separated (default: %(default)s)"
+    )
+    p.add_argument(
+        "--batch", default="1", help="comma-separated batch sizes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=10, help="untimed iterations (default: %(default)s)"
+    )
+    p.add_argument("--iters", type=int, default=100, help="timed iterations (default: %(default)s)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds per configuration instead of --iters"
+    )
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for every backend")
+    p.add_argument(
+        "--no-naive", action="store_true", help="skip the naive PyTorch baseline (fresh process)"
+    )
+    p.add_argument(
+        "--no-stages", action="store_true", help="skip the per-stage breakdown on real images"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write NAME.json, NAME.md and PNG plots into this folder",
+    )
+    p.add_argument(
+        "--name", default="bench", help="file name stem for --out (default: %(default)s)"
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE.json", "AFTER.json"),
+        help="show the change between two saved runs; regressions over 10%% are flagged",
+    )
+    add_json(p)
+
+    p = add_command(
+        "demo",
+        _demo,
+        "Run the whole flow on the vehicle sample shipped with edge-tl and print a summary.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("edge-tl-demo"),
+        help="report folder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--input-size", type=int, default=224, help="model input side (default: %(default)s)"
+    )
+    p.add_argument(
+        "--bench-iters",
+        type=int,
+        default=100,
+        help="timed iterations per backend (default: %(default)s)",
+    )
+    p.add_argument("--threads", type=int, default=None)
+    add_json(p)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _bench_compare(args)
+    from edge_tl.bench.report import HEADER, rows, write_reports
+    from edge_tl.bench.run import BenchConfig, run_benchmark
+    from edge_tl.bundle import Bundle
+
+    if args.bundle is None:
+        raise EdgeTLError("bench: name a BUNDLE (or use --compare BEFORE.json AFTER.json)")
+    bundle = Bundle.load(args.bundle)
+    config = BenchConfig(
+        backends=tuple(comma_list(args.backends)),
+        precisions=precisions(args.precisions),
+        batches=_batch_sizes(args.batch),
+        warmup=args.warmup,
+        iterations=args.iters,
+        duration_s=args.duration,
+        threads=args.threads,
+        naive_baseline=not args.no_naive,
+        stages=not args.no_stages,
+    )
+    result = run_benchmark(bundle, config)
+    written = write_reports(result, args.out, args.name) if args.out else []
+    if args.json:
+        print_json(result | {"written": [str(p) for p in written]})
+        return 0
+    table(f"{result['model']} {result['input']} · {result['system']['cpu']}", HEADER, rows(result))
+    for skipped in result["skipped"]:
+        print(f"skipped {skipped['backend']} {skipped['precision']}: {skipped['reason']}")
+    if result["noisy"]:
+        print(
+            f"warning: noisy measurements (IQR > 25% of p50): {', '.join(result['noisy'])}; ratios are less trustworthy"
+        )
+    print(
+        f"harness overhead {result['harness_overhead_us']:.2f} µs/iteration; peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    from edge_tl.bench.compare import compare_runs
+
+    changes = compare_runs(*args.compare)
+    if args.json:
+        print_json(changes)
+    else:
+        table(
+            f"{args.compare[0]} → {args.compare[1]}",
+            ["backend", "precision", "batch", "p50 before", "p50 after", "change", ""],
+            [
+                [
+                    c["backend"],
+                    c["precision"],
+                    c["batch"],
+                    f"{c['p50_before_ms']:.2f}",
+                    f"{c['p50_after_ms']:.2f}",
+                    f"{c['change']:+.1%}",
+                    ("REGRESSION" if c["regression"] else "") + (" (noisy)" if c["noisy"] else ""),
+                ]
+                for c in changes
+            ],
+        )
+    return 1 if any(c["regression"] and not c["noisy"] for c in changes) else 0
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise EdgeTLError(
+            f"--batch '{text}': expected comma-separated integers, e.g. 1,8,32"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise EdgeTLError(f"--batch '{text}': batch sizes must be >= 1")
+    return sizes
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge_tl.demo import DemoConfig, run_demo, summary_rows
+
+    result = run_demo(
+        DemoConfig(
+            out=args.out,
+            input_size=args.input_size,
+            bench_iterations=args.bench_iters,
+            threads=args.threads,
+        )
+    )
+    if args.json:
+        print_json(result)
+    else:
+        table("edge-tl demo summary", ["what", "result"], summary_rows(result))
+        print(f"report: {Path(result['bundle']).parent / 'report'}")
+    return 0

@@ -1,0 +1,164 @@
+"""`edge-tl eval` and `edge-tl info`: what a bundle scores, and what it holds."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_tl.cli._common import (
+    AddCommand,
+    add_backend_options,
+    add_json,
+    add_test_option,
+    pct,
+    precision,
+    print_json,
+    table,
+)
+
+__all__ = ["register", "scorecard_table"]
+
+
+def register(add_command: AddCommand) -> None:
+    p = add_command(
+        "eval",
+        _eval,
+        "Score a bundle on its validation split and on test sets side by side: top-1/3, per-class "
+        "recall, confusion matrices; test-set scores are recorded in the bundle.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument(
+        "data", type=Path, nargs="*", help="test folders DATA/<class>/<image> (same as --test)"
+    )
+    add_test_option(
+        p, "a test set with the bundle's class names; repeat for several (scored beside validation)"
+    )
+    p.add_argument(
+        "--tta",
+        default=None,
+        help="also score with test-time augmentation (hflip or hflip-rot180) and show what it "
+        "costs in batch-1 latency",
+    )
+    p.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not write the test-set scores into the bundle's manifest",
+    )
+    add_backend_options(p)
+    add_json(p)
+
+    p = add_command(
+        "info", _info, "Show a bundle: labels, input spec, artifacts, metrics, provenance."
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of artifacts")
+    add_json(p)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+    from edge_tl.runtime import create_backend
+    from edge_tl.scorecard import evaluate_sets, record_test_scores
+
+    bundle = Bundle.load(args.bundle)
+    test_dirs = [*args.data, *args.test]
+    with create_backend(bundle, args.backend, precision(args.precision), args.threads) as backend:
+        result = evaluate_sets(bundle, backend, test_dirs, args.tta)
+    if test_dirs and not args.no_record:
+        record_test_scores(bundle, backend, result.scores)
+    if args.json:
+        print_json(result.as_dict())
+        return 0
+    scores, description, latency = result.scores, result.backend, result.tta_latency
+    scorecard_table(
+        f"{bundle.path} · {description}", scores | (result.tta_scores or {}), bundle.labels
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if latency:
+        print(
+            f"test-time augmentation '{args.tta}': {latency['passes']} passes per image; batch-1 p50 "
+            f"{latency['p50_ms_plain']:.2f} ms -> {latency['p50_ms_tta']:.2f} ms "
+            f"(x{latency['p50_ms_tta'] / latency['p50_ms_plain']:.2f}) on this machine"
+        )
+    return 0
+
+
+def scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Sequence[str]) -> None:
+    """Validation and test sets side by side (summaries from edge_tl.scorecard.summarize)."""
+    from edge_tl.scorecard import recall_cells
+
+    table(
+        title,
+        ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in labels]],
+        [
+            [
+                name,
+                s["num_images"],
+                pct(s["top1"]),
+                pct(s["top3"]),
+                f"{s['macro_f1']:.3f}",
+                *recall_cells(s, labels),
+            ]
+            for name, s in scores.items()
+        ],
+    )
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+
+    bundle = Bundle.load(args.bundle, verify=not args.no_verify)
+    manifest = bundle.manifest
+    if args.json:
+        print_json(manifest.model_dump(mode="json"))
+        return 0
+    spec = manifest.input
+    print(
+        f"bundle {bundle.path} (schema {manifest.schema_version}, edge-tl {manifest.provenance.edge_tl})"
+    )
+    print(
+        f"model   {manifest.model.backbone} ({manifest.model.architecture}), {manifest.model.num_classes} classes: "
+        f"{', '.join(manifest.labels)}"
+    )
+    print(
+        f"input   {spec.layout} {spec.height}x{spec.width} {spec.color_order.value}, mean {spec.mean}, std {spec.std}, "
+        f"{spec.resize.value} (crop {spec.crop_pct}), {spec.interpolation.value}"
+    )
+    table(
+        "artifacts",
+        ["file", "kind", "precision", "MB", "sha256"],
+        [
+            [
+                a.file,
+                a.kind.value,
+                a.precision.value if a.precision else "-",
+                f"{a.bytes / 1e6:.1f}",
+                a.sha256[:12],
+            ]
+            for a in manifest.artifacts.values()
+        ],
+    )
+    if manifest.metrics:
+        table(
+            "metrics",
+            ["name", "split", "images", "top-1", "measured on"],
+            [
+                [
+                    name,
+                    split,
+                    m.get("num_images", "-"),
+                    pct(m.get("top1")),
+                    m.get("path", "-"),
+                ]
+                for name, entry in manifest.metrics.items()
+                for split, m in [
+                    (entry.get("split", "-"), entry),
+                    *[(f"test: {t}", v) for t, v in entry.get("test_sets", {}).items()],
+                ]
+                if "top1" in m
+            ],
+        )
+    return 0

@@ -1,0 +1,112 @@
+"""The daemon's config (TOML, or YAML when PyYAML is installed), validated with pydantic and
+used as it is: the stream processor, the sources and the sinks read these models directly.
+
+An unknown or misspelt field is an error that names the field and the file. A relative
+`bundle` resolves against the config file's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_tl._deps import require
+from edge_tl.bundle import Precision
+from edge_tl.errors import EdgeTLError, validation_message
+from edge_tl.runtime.motion import MotionConfig
+
+__all__ = ["ServeConfig", "StreamConfig", "MqttConfig", "Line", "load_config"]
+
+Line = tuple[tuple[float, float], tuple[float, float]]  # normalized (0..1) end points
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamConfig(_Strict):
+    """One camera or file: where frames come from, and what is classified in them.
+
+    - `frame`: the whole frame, with temporal smoothing (EMA of the class scores);
+    - `roi`: fixed regions (normalized x, y, w, h), each smoothed on its own;
+    - `motion` (the traffic default): moving blobs → tracks → each track classified a few
+      times (full score vectors averaged) → one count per track crossing `line`.
+    """
+
+    name: str
+    source: str  # file, folder, camera index, /dev/videoN, rtsp://..., gst:PIPELINE
+    mode: Literal["frame", "roi", "motion"] = "motion"
+    realtime: bool = False  # files: pace at the file's fps instead of as fast as possible
+    stride: int = Field(default=1, ge=1)
+    max_frames: int | None = Field(default=None, ge=1)  # files: stop after N frames
+    max_fps: float | None = Field(default=None, gt=0)
+    smoothing: float = Field(default=0.5, gt=0, le=1)  # weight of the newest frame; 1 = none
+    rois: list[tuple[float, float, float, float]] = Field(default_factory=list)
+    line: Line = ((0.5, 0.0), (0.5, 1.0))  # default: a vertical line through the middle
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    min_hits: int = Field(default=2, ge=1)  # frames a track is seen before it is classified
+    classify_every: int = Field(default=3, ge=1)  # frames between classifications of a track
+    max_classifications: int = Field(default=5, ge=1)
+    crop_padding: float = Field(default=0.1, ge=0)
+    annotated_video: Path | None = None
+    stall_timeout_s: float = Field(default=5.0, gt=0)
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+
+class MqttConfig(_Strict):
+    host: str
+    port: int = 1883
+    topic: str = "edge-tl"
+
+
+class ServeConfig(_Strict):
+    bundle: Path
+    backend: str = "auto"
+    precision: Precision = Precision.FP32
+    threads: int | None = Field(default=None, ge=1)
+    max_batch: int = Field(default=8, ge=1)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    top_k: int = Field(default=3, ge=1)  # classes listed in each event's `top`
+    events: Path | None = None  # JSON Lines of every event
+    counts: Path | None = None  # periodic per-class counts
+    counts_interval_s: float = Field(default=60.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=9108, ge=0, le=65535)  # None: no HTTP endpoint
+    mqtt: MqttConfig | None = None
+    streams: list[StreamConfig] = Field(min_length=1)
+
+
+def load_config(path: Path) -> ServeConfig:
+    if not path.is_file():
+        raise EdgeTLError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            raw = require("yaml", "serve").safe_load(text)
+        else:
+            raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgeTLError(f"{path}: not valid TOML ({exc})") from exc
+    except Exception as exc:  # yaml.YAMLError and friends
+        if isinstance(exc, EdgeTLError):
+            raise
+        raise EdgeTLError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    try:
+        config = ServeConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise EdgeTLError(f"{path}: {validation_message(exc)}") from exc
+    names = [s.name for s in config.streams]
+    if len(set(names)) != len(names):
+        raise EdgeTLError(
+            f"{path}: field 'streams': stream names must be unique ({', '.join(names)})"
+        )
+    for stream in config.streams:
+        if stream.mode == "roi" and not stream.rois:
+            raise EdgeTLError(f"{path}: field 'streams.{stream.name}.rois': mode roi needs a roi")
+    base = path.parent
+    config.bundle = config.bundle if config.bundle.is_absolute() else base / config.bundle
+    return config

@@ -1,0 +1,68 @@
+"""The one event schema of `edge-tl stream`, `edge-tl serve`, every sink and MQTT.
+
+Every event is one JSON object (one line in a .jsonl file):
+
+| field | type | meaning |
+|---|---|---|
+| `kind` | str | `class` (a frame or region classified), `count` (a track crossed the line) |
+| `stream` | str | the stream's name |
+| `frame` | int | frame index in the stream (0-based, after stride) |
+| `time` | float | Unix time the frame was captured (decoded) |
+| `media_ms` | float | position in the file; ms since the source opened for live streams |
+| `class` | str | the predicted class (smoothed in frame/roi modes, voted for tracks) |
+| `score` | float | its probability (mean over the track's classifications for counts) |
+| `top` | [[str, float], ...] | the best classes with their probabilities, best first |
+| `box` | [x, y, w, h] | full-frame pixels of the frame, region or track |
+| `track_id` | int | motion mode: the track's id (absent otherwise) |
+| `votes` | int | motion mode: how many crops of the track were classified |
+| `roi` | int | roi mode: the region's index |
+| `counts` | {class: int} | count events: the stream's running per-class totals |
+| `latency_ms` | {stage: float} | `decode`, `preprocess`, `infer`, `postprocess` (of the batch the image went in), `total` (capture to result) |
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_tl.runtime.classify import top_k
+from edge_tl.runtime.motion import Box
+from edge_tl.runtime.sources import Frame
+
+__all__ = ["EVENT_KINDS", "make_event"]
+
+EVENT_KINDS = ("class", "count")
+
+
+def make_event(
+    kind: str,
+    stream: str,
+    frame: Frame,
+    scores: np.ndarray,
+    labels: Sequence[str],
+    box: Box,
+    k: int = 3,
+    stage_ms: dict[str, float] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An event in the documented schema from a class-probability vector; `extra` adds the
+    mode's fields (track_id, votes, roi, counts)."""
+    best = int(scores.argmax())
+    latency = {"decode": frame.decode_ms, **(stage_ms or {})}
+    latency["total"] = (time.time() - frame.captured_at) * 1e3
+    return {
+        "kind": kind,
+        "stream": stream,
+        "frame": frame.index,
+        "time": round(frame.captured_at, 6),
+        "media_ms": round(frame.media_ms, 1),
+        "class": labels[best],
+        "score": round(float(scores[best]), 5),
+        "top": [[label, round(score, 5)] for label, score in top_k(scores, labels, k)],
+        "box": [int(v) for v in box],
+        **extra,
+        "latency_ms": {stage: round(ms, 3) for stage, ms in latency.items()},
+    }

@@ -1,0 +1,140 @@
+"""What gets classified in one stream, and the events it produces (see `events.py`).
+
+- `frame`: the whole frame, with temporal smoothing (exponential moving average of the full
+  class-probability vector);
+- `roi`: fixed regions of interest (normalized x, y, w, h), each smoothed on its own;
+- `motion` (the traffic default): background subtraction → blobs → IoU tracker → each track
+  classified a few times, its probability vectors averaged → one count per track when it
+  crosses the counting line.
+Every image goes through the shared BatchScheduler, so streams batch together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_tl.runtime.classify import Prediction
+from edge_tl.runtime.config import StreamConfig
+from edge_tl.runtime.events import make_event
+from edge_tl.runtime.motion import Box, MotionDetector
+from edge_tl.runtime.scheduler import BatchScheduler
+from edge_tl.runtime.sources import Frame
+from edge_tl.runtime.tracker import IouTracker
+
+__all__ = ["StreamProcessor"]
+
+
+class StreamProcessor:
+    """Turns frames of one stream into events; call `process(frame)` for each frame."""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        scheduler: BatchScheduler,
+        labels: Sequence[str],
+        top_k: int = 3,
+    ) -> None:
+        if config.mode == "roi" and not config.rois:
+            raise ValueError(f"stream {config.name}: mode roi needs at least one roi")
+        self.config, self.scheduler, self.labels = config, scheduler, list(labels)
+        self.top_k = top_k
+        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
+        self._smoothed: dict[int, np.ndarray] = {}
+        self._detector = MotionDetector(config.motion) if config.mode == "motion" else None
+        self._tracker = IouTracker()
+
+    def process(self, frame: Frame) -> Iterator[dict[str, Any]]:
+        if self._detector is not None:
+            yield from self._motion(frame, self._detector)
+            return
+        height, width = frame.image.shape[:2]
+        regions: list[Box] = (
+            [(0, 0, width, height)]
+            if self.config.mode == "frame"
+            else [
+                (round(x * width), round(y * height), round(w * width), round(h * height))
+                for x, y, w, h in self.config.rois
+            ]
+        )
+        crops = [frame.image[y : y + h, x : x + w] for x, y, w, h in regions]
+        predictions = self.scheduler.classify(crops)
+        for index, (box, prediction) in enumerate(zip(regions, predictions, strict=True)):
+            extra = {"roi": index} if self.config.mode == "roi" else {}
+            yield self._event(
+                "class", frame, self._smooth(index, prediction), box, prediction, **extra
+            )
+
+    def _smooth(self, key: int, prediction: Prediction) -> np.ndarray:
+        alpha = self.config.smoothing
+        previous = self._smoothed.get(key)
+        current = prediction.scores
+        smoothed = current if previous is None else alpha * current + (1 - alpha) * previous
+        self._smoothed[key] = smoothed
+        return smoothed
+
+    def _motion(self, frame: Frame, detector: MotionDetector) -> Iterator[dict[str, Any]]:
+        config = self.config
+        tracks = self._tracker.update(detector.detect(frame.image), frame.index)
+        to_classify = [
+            t for t in tracks
+            if t.hits >= config.min_hits
+            and t.classified < config.max_classifications
+            and (frame.index - t.first_frame) % config.classify_every == 0
+        ]  # fmt: skip
+        height, width = frame.image.shape[:2]
+        line_px = tuple((x * width, y * height) for x, y in config.line)
+        crossing = [
+            t for t in tracks if t.hits >= config.min_hits and IouTracker.check_crossing(t, line_px)
+        ]
+        for track in crossing:  # a track about to be counted must have at least one vote
+            if track.votes is None and track not in to_classify:
+                to_classify.append(track)
+        last: Prediction | None = None
+        if to_classify:
+            predictions = self.scheduler.classify(
+                [self._crop(frame.image, t.box) for t in to_classify]
+            )
+            for track, last in zip(to_classify, predictions, strict=True):
+                track.vote(last.scores)
+        for track in crossing:
+            scores = track.mean_scores()
+            if scores is None:
+                continue
+            label = self.labels[int(scores.argmax())]
+            self.counts[label] += 1
+            yield self._event(
+                "count",
+                frame,
+                scores,
+                track.box,
+                last,
+                track_id=track.id,
+                votes=track.classified,
+                counts=dict(self.counts),
+            )
+        self._tracker.expire(frame.index)
+
+    def _crop(self, image: np.ndarray, box: Box) -> np.ndarray:
+        x, y, w, h = box
+        pad_x, pad_y = round(w * self.config.crop_padding), round(h * self.config.crop_padding)
+        height, width = image.shape[:2]
+        x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
+        x1, y1 = min(width, x + w + pad_x), min(height, y + h + pad_y)
+        return image[y0:y1, x0:x1]
+
+    def _event(
+        self,
+        kind: str,
+        frame: Frame,
+        scores: np.ndarray,
+        box: Box,
+        prediction: Prediction | None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        stage_ms = prediction.timings_ms if prediction is not None else None
+        return make_event(
+            kind, self.config.name, frame, scores, self.labels, box, self.top_k, stage_ms, **extra
+        )
