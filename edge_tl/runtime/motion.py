@@ -29,7 +29,8 @@ class MotionConfig(BaseModel):
 
 
 class MotionDetector:
-    def __init__(self, config: MotionConfig = MotionConfig()) -> None:
+    def __init__(self, config: MotionConfig | None = None) -> None:
+        config = config or MotionConfig()
         self.config = config
         if config.method == "knn":
             self._subtractor = cv2.createBackgroundSubtractorKNN(

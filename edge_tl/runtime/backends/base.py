@@ -2,7 +2,8 @@
 
 The base class owns the lifecycle (open → infer → close, also as a context manager); a
 backend fills in `_open`, `_infer` and `_close`. Inference before `open()` is a clear error,
-and a second `close()` does nothing.
+a second `close()` does nothing, and an `_open` that fails half-way is followed by `_close`,
+so nothing it allocated leaks (`_close` must cope with a partly opened backend).
 """
 
 from __future__ import annotations
@@ -71,7 +72,14 @@ class Backend(ABC):
         if self._opened:
             log.warning("%s: open() called twice; ignoring", self.describe())
             return self
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            try:
+                self._close()
+            except Exception as exc:  # the open failure is the one to report
+                log.debug("%s: cleanup after a failed open also failed: %s", self.name, exc)
+            raise
         self._opened = True
         log.debug("opened %s for %s", self.describe(), self.bundle.path)
         return self

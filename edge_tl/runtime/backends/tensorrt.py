@@ -10,6 +10,8 @@ Needs a GPU: written against the documented API, not run in CI (tests say so whe
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.trt_flavour import EngineTarget, engine_mismatch, import_tensorrt, make_logger
 
-__all__ = ["TensorRTBackend", "engine_target"]
+__all__ = ["TensorRTBackend", "LoadedEngine", "load_engine", "engine_target"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,40 @@ def engine_target(artifact: Artifact) -> EngineTarget:
     )
 
 
+@dataclass
+class LoadedEngine:
+    trt: Any  # the tensorrt or tensorrt_rtx module
+    logger: Any
+    runtime: Any
+    engine: Any
+
+
+def load_engine(plan_path: Path, artifact: Artifact) -> LoadedEngine:
+    """The loader: a plan file deserialized into an engine, every TensorRT None checked on the
+    spot with the logged reason. Holds no device memory of its own beyond the engine."""
+    _, trt = import_tensorrt(artifact.details["flavour"])
+    logger = make_logger(trt)
+    runtime = trt.Runtime(logger)
+    if runtime is None:
+        raise BackendError(f"{plan_path.name}: trt.Runtime failed: {_last_errors(logger)}")
+    if artifact.details.get("version_compatible"):
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
+    if engine is None:
+        raise BackendError(
+            f"{plan_path.name}: deserialize_cuda_engine failed: {_last_errors(logger)}"
+        )
+    return LoadedEngine(trt, logger, runtime, engine)
+
+
+def _last_errors(logger: Any) -> str:
+    return "; ".join(logger.errors()[-2:]) or "no reason logged"
+
+
 class TensorRTBackend(Backend):
+    """The runner: an engine from `load_engine`, its execution context, pinned and device
+    buffers, one stream and CUDA graphs per batch size."""
+
     name = "tensorrt"
     requires = ("cuda.bindings", "trt")
     auto_rank = 10  # fastest where it can run: a plan for this GPU and TensorRT
@@ -95,24 +130,14 @@ class TensorRTBackend(Backend):
             and a.precision == self.precision
             and engine_mismatch(engine_target(a), _runtime_target(a.details["flavour"])) is None
         )
-        _, trt = import_tensorrt(self._artifact.details["flavour"])
-        self._trt = trt
-        self._logger = make_logger(trt)
-        runtime = trt.Runtime(self._logger)
-        if self._artifact.details.get("version_compatible"):
-            runtime.engine_host_code_allowed = True
-        plan = (self.bundle.path / self._artifact.file).read_bytes()
-        self._engine = runtime.deserialize_cuda_engine(plan)
-        if self._engine is None:
-            raise BackendError(
-                f"{self._artifact.file}: deserialize_cuda_engine failed: {self._errors()}"
-            )
+        loaded = load_engine(self.bundle.path / self._artifact.file, self._artifact)
+        trt, self._logger = loaded.trt, loaded.logger
+        self._runtime, self._engine = loaded.runtime, loaded.engine
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise BackendError(
                 f"{self._artifact.file}: create_execution_context failed: {self._errors()}"
             )
-        self._runtime = runtime
         self._stream = cuda.Stream()
         self._inputs, self._outputs = [], []
         for i in range(self._engine.num_io_tensors):
@@ -198,20 +223,24 @@ class TensorRTBackend(Backend):
         )
 
     def _errors(self) -> str:
-        return "; ".join(self._logger.errors()[-2:]) or "no reason logged"
+        return _last_errors(self._logger)
 
     def _close(self) -> None:
-        from edge_tl.runtime import cuda
+        """Free what was made, also after an `_open` that failed half-way (the base class
+        calls this then): graphs, buffers and the stream exist only if they were created."""
+        if self._graphs:
+            from edge_tl.runtime import cuda
 
-        rt = cuda.cudart()
-        for graph in self._graphs.values():
-            rt.cudaGraphExecDestroy(graph)
-        self._graphs.clear()
+            rt = cuda.cudart()
+            for graph in self._graphs.values():
+                rt.cudaGraphExecDestroy(graph)
+            self._graphs.clear()
         for buffer in self._buffers:
             buffer.close()
         self._buffers.clear()
         if getattr(self, "_stream", None) is not None:
             self._stream.close()
+            self._stream = None
         self._context = self._engine = self._runtime = None
 
 
