@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge_tl._deps import require
 from edge_tl.bundle import Precision
@@ -55,6 +55,12 @@ class StreamConfig(_Strict):
     stall_timeout_s: float = Field(default=5.0, gt=0)
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _roi_mode_has_rois(self) -> StreamConfig:
+        if self.mode == "roi" and not self.rois:
+            raise ValueError(f"stream {self.name}: mode roi needs at least one roi in 'rois'")
+        return self
 
 
 class MqttConfig(_Strict):
@@ -104,9 +110,6 @@ def load_config(path: Path) -> ServeConfig:
         raise EdgeTLError(
             f"{path}: field 'streams': stream names must be unique ({', '.join(names)})"
         )
-    for stream in config.streams:
-        if stream.mode == "roi" and not stream.rois:
-            raise EdgeTLError(f"{path}: field 'streams.{stream.name}.rois': mode roi needs a roi")
     base = path.parent
     config.bundle = config.bundle if config.bundle.is_absolute() else base / config.bundle
     return config

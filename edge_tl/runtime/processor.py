@@ -37,8 +37,6 @@ class StreamProcessor:
         labels: Sequence[str],
         top_k: int = 3,
     ) -> None:
-        if config.mode == "roi" and not config.rois:
-            raise ValueError(f"stream {config.name}: mode roi needs at least one roi")
         self.config, self.scheduler, self.labels = config, scheduler, list(labels)
         self.top_k = top_k
         self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
