@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_tl import __version__
 from edge_tl.errors import BundleError, validation_message
+from edge_tl.records import EngineInfo, PrecisionMetrics, upgrade_v1
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,7 +54,7 @@ __all__ = [
     "library_versions",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: typed metrics and engine records (records.py); 1 is upgraded on load
 MANIFEST_NAME = "manifest.json"
 # tensor names of every exported graph: part of the bundle contract, the runtime relies on them
 GRAPH_INPUT, GRAPH_OUTPUT = "input", "logits"
@@ -135,7 +136,8 @@ class Artifact(_Strict):
     precision: Precision | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)  # free-form notes (opset, parity...)
+    engine: EngineInfo | None = None  # engines only: what the runtime checks before loading
 
     @field_validator("file")
     @classmethod
@@ -143,6 +145,14 @@ class Artifact(_Strict):
         if not file or "/" in file or "\\" in file or file.startswith("."):
             raise ValueError(f"'{file}' must be a plain file name inside the bundle")
         return file
+
+    @model_validator(mode="after")
+    def _engine_info_on_engines(self) -> Artifact:
+        if (self.kind == ArtifactKind.ENGINE) != (self.engine is not None):
+            raise ValueError(
+                f"'{self.file}': engine info belongs to engine artifacts, and only them"
+            )
+        return self
 
 
 class ModelInfo(_Strict):
@@ -184,8 +194,15 @@ class Manifest(_Strict):
     raw_input: RawInput | None = None  # ONNX graphs and engines only; model.pt takes `input`
     model: ModelInfo
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    metrics: dict[str, PrecisionMetrics] = Field(default_factory=dict)  # "torch" or a precision
     provenance: Provenance
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("schema_version") == 1:
+            return upgrade_v1(raw)
+        return raw
 
     @field_validator("schema_version")
     @classmethod
@@ -304,6 +321,7 @@ class BundleStage:
         kind: ArtifactKind,
         precision: Precision | None = None,
         details: dict[str, Any] | None = None,
+        engine: EngineInfo | None = None,
     ) -> Artifact:
         """Record `self.dir/file` (already written) in the manifest with its hash and size."""
         if self.manifest is None:
@@ -316,6 +334,7 @@ class BundleStage:
             sha256=sha256_file(path),
             bytes=path.stat().st_size,
             details=details or {},
+            engine=engine,
         )
         self.manifest.artifacts[file] = artifact
         return artifact

@@ -127,11 +127,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             "images": manifest.provenance.dataset.num_images
             if manifest.provenance.dataset
             else None,
-            "val_images": manifest.metrics["torch"]["num_images"],
+            "val_images": manifest.metrics["torch"].num_images,
             "classes": bundle.labels,
         },
-        "val_top1_torch": manifest.metrics["torch"]["top1"],
-        "val_top1_onnxruntime_fp32": manifest.metrics.get("fp32", {}).get("top1"),
+        "val_top1_torch": manifest.metrics["torch"].top1,
+        "val_top1_onnxruntime_fp32": fp32.top1 if (fp32 := manifest.metrics.get("fp32")) else None,
         "export": [p.as_dict() for p in precisions],
         "bench": bench,
         "speedup_onnxruntime_vs_torch_p50": ratio,

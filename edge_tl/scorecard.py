@@ -27,6 +27,7 @@ from edge_tl.evaluate import (
     validation_images,
 )
 from edge_tl.metrics import classification_report
+from edge_tl.records import PrecisionMetrics, ScoredSet
 from edge_tl.runtime.backends.base import Backend
 
 __all__ = [
@@ -73,23 +74,21 @@ def load_test_sets(dirs: Sequence[str | os.PathLike[str]], labels: Sequence[str]
     return sets
 
 
-def summarize(report: Mapping[str, Any], root: str | None = None) -> dict[str, Any]:
+def summarize(report: Mapping[str, Any], root: str | None = None) -> ScoredSet:
     """What the manifest keeps of a classification report (edge_tl.metrics)."""
-    summary = {
-        "num_images": report["images"],
-        "top1": report["top1"],
-        "top3": report["top3"],
-        "macro_f1": report["macro_f1"],
-        "per_class_recall": {k: v["recall"] for k, v in report["per_class"].items()},
-        "per_class_support": {k: v["support"] for k, v in report["per_class"].items()},
-        "confusion_matrix": report["confusion_matrix"],
-    }
-    return summary | ({"root": root} if root else {})
+    return ScoredSet(
+        num_images=report["images"],
+        top1=report["top1"],
+        top3=report["top3"],
+        macro_f1=report["macro_f1"],
+        per_class_recall={k: v["recall"] for k, v in report["per_class"].items()},
+        per_class_support={k: v["support"] for k, v in report["per_class"].items()},
+        confusion_matrix=report["confusion_matrix"],
+        root=root,
+    )
 
 
-def recall_gaps(
-    sets: Mapping[str, Mapping[str, Any]], max_drop: float = RECALL_GAP_WARNING
-) -> list[str]:
+def recall_gaps(sets: Mapping[str, ScoredSet], max_drop: float = RECALL_GAP_WARNING) -> list[str]:
     """Warnings for classes whose recall on a test set is more than `max_drop` below validation.
 
     `sets` maps set names to summaries (see `summarize`); the validation set is `VAL_SET`.
@@ -102,39 +101,35 @@ def recall_gaps(
     for name, summary in sets.items():
         if name == VAL_SET:
             continue
-        for label, recall in summary["per_class_recall"].items():
-            if not summary["per_class_support"].get(label) or label not in val["per_class_recall"]:
+        for label, recall in summary.per_class_recall.items():
+            if not summary.per_class_support.get(label) or label not in val.per_class_recall:
                 continue
-            drop = val["per_class_recall"][label] - recall
+            drop = val.per_class_recall[label] - recall
             if drop > max_drop:
                 warnings.append(
-                    f"class '{label}': recall {recall:.1%} on {name} vs {val['per_class_recall'][label]:.1%} "
+                    f"class '{label}': recall {recall:.1%} on {name} vs {val.per_class_recall[label]:.1%} "
                     f"on validation ({drop * 100:.1f} points lower): the model may not hold up on "
                     "new footage of this class; add varied examples of it"
                 )
     return warnings
 
 
-def recall_cells(summary: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
+def recall_cells(summary: ScoredSet, labels: Sequence[str]) -> list[str]:
     """Per-class recall as table cells; '-' for a class the set has no images of (not 0 %)."""
     return [
-        f"{summary['per_class_recall'][c]:.1%}" if summary["per_class_support"].get(c) else "-"
+        f"{summary.per_class_recall[c]:.1%}" if summary.per_class_support.get(c) else "-"
         for c in labels
     ]
 
 
-def scorecard_markdown(
-    title: str, sets: Mapping[str, Mapping[str, Any]], labels: Sequence[str]
-) -> str:
+def scorecard_markdown(title: str, sets: Mapping[str, ScoredSet], labels: Sequence[str]) -> str:
     """Validation and every test set side by side: top-1/3, per-class recall, confusion matrices."""
     lines = [f"# {title}", "", "## Accuracy per set", ""]
     header = ["set", "images", "top-1", "top-3", "macro F1", *[f"recall {c}" for c in labels]]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, s in sets.items():
-        row = [name, str(s["num_images"]), f"{s['top1']:.2%}", f"{s['top3']:.2%}"]
-        lines.append(
-            "| " + " | ".join([*row, f"{s['macro_f1']:.3f}", *recall_cells(s, labels)]) + " |"
-        )
+        row = [name, str(s.num_images), f"{s.top1:.2%}", f"{s.top3:.2%}", f"{s.macro_f1:.3f}"]
+        lines.append("| " + " | ".join([*row, *recall_cells(s, labels)]) + " |")
     gaps = recall_gaps(sets)
     if gaps:
         lines += ["", "## Warnings", "", *[f"- {g}" for g in gaps]]
@@ -142,7 +137,7 @@ def scorecard_markdown(
         lines += ["", f"## Confusion matrix: {name} (rows true, columns predicted)", ""]
         lines += ["| true \\ predicted | " + " | ".join(labels) + " |"]
         lines += ["|" + "---|" * (len(labels) + 1)]
-        for label, row in zip(labels, s["confusion_matrix"], strict=True):
+        for label, row in zip(labels, s.confusion_matrix, strict=True):
             lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -153,16 +148,17 @@ class SetsEvaluation:
 
     backend: str
     reports: dict[str, dict[str, Any]]
-    scores: dict[str, dict[str, Any]]
+    scores: dict[str, ScoredSet]
     warnings: list[str]
     tta: str | None = None
-    tta_scores: dict[str, dict[str, Any]] | None = None
+    tta_scores: dict[str, ScoredSet] | None = None
     tta_latency: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         tta = None
         if self.tta:
-            tta = {"views": self.tta, "sets": self.tta_scores, "latency": self.tta_latency}
+            sets = {k: v.model_dump() for k, v in (self.tta_scores or {}).items()}
+            tta = {"views": self.tta, "sets": sets, "latency": self.tta_latency}
         return {
             "backend": self.backend,
             "sets": self.reports,
@@ -206,32 +202,34 @@ def evaluate_sets(
     return result
 
 
-def record_test_scores(bundle: Bundle, backend: Backend, scores: Mapping[str, Any]) -> None:
+def record_test_scores(bundle: Bundle, backend: Backend, scores: Mapping[str, ScoredSet]) -> None:
     """Write the test-set summaries into the bundle's manifest (staged, atomic), under the
     backend's metrics entry; the validation summary is the export's to record, not ours."""
     key = "torch" if backend.name == "torch" else backend.precision.value
     with stage_bundle(bundle.path, base=bundle) as stage:
-        entry = stage.manifest.metrics.setdefault(key, {"precision": backend.precision.value})
-        recorded = entry.setdefault("test_sets", {})
+        entry = stage.manifest.metrics.setdefault(
+            key, PrecisionMetrics(precision=backend.precision.value)
+        )
         for name, summary in scores.items():
             if name != VAL_SET:
-                recorded[name] = dict(summary) | {"path": backend.describe()}
+                entry.test_sets[name] = summary.model_copy(
+                    update={"measured_on": backend.describe()}
+                )
 
 
 def record_torch_scores(
-    manifest: Manifest, scores: Mapping[str, Mapping[str, Any]], measured_on: str
+    manifest: Manifest, scores: Mapping[str, ScoredSet], measured_on: str
 ) -> None:
     """The trained model's validation and test-set scores, as `train` records them."""
-    val = scores.get(VAL_SET)
-    manifest.metrics["torch"] = {
-        "precision": Precision.FP32.value,
-        "split": "val",
-        "num_images": val["num_images"] if val else 0,
-        "top1": val["top1"] if val else None,
-        "top3": val["top3"] if val else None,
-        "per_class_recall": dict(val["per_class_recall"]) if val else {},
-        "path": measured_on,
-        "test_sets": {
-            k: dict(v) | {"path": measured_on} for k, v in scores.items() if k != VAL_SET
+    val = scores.get(VAL_SET, ScoredSet())
+    manifest.metrics["torch"] = PrecisionMetrics(
+        **val.model_dump(exclude={"measured_on"}),
+        precision=Precision.FP32.value,
+        split=VAL_SET,
+        measured_on=measured_on,
+        test_sets={
+            k: v.model_copy(update={"measured_on": measured_on})
+            for k, v in scores.items()
+            if k != VAL_SET
         },
-    }
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -78,6 +79,8 @@ def test_corrupted_json_names_file_and_position(bundle_dir: Path) -> None:
         (lambda m: m["model"].update(num_classes=7), "(top level)"),
         (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
         (lambda m: m["input"].update(colour="RGB"), "input.colour"),
+        (lambda m: m["metrics"].update(fp32={"precision": "fp64"}), "metrics.fp32.precision"),
+        (lambda m: m["artifacts"]["fp32.onnx"].update(engine=_ENGINE), "artifacts.fp32.onnx"),
     ],
 )
 def test_invalid_field_is_named(bundle_dir: Path, edit, field: str) -> None:  # type: ignore[no-untyped-def]
@@ -88,6 +91,60 @@ def test_invalid_field_is_named(bundle_dir: Path, edit, field: str) -> None:  # 
     with pytest.raises(BundleError, match=re.escape(f"manifest.json: field '{field}'")) as info:
         Bundle.load(bundle_dir)
     assert "\n" not in str(info.value)
+
+
+_ENGINE = {
+    "flavour": "tensorrt_rtx",
+    "tensorrt_version": "1.2.0",
+    "target": "sm86",
+    "source": "fp16.onnx",
+    "input_profile": {"min": 1, "opt": 8, "max": 32},
+}
+
+
+def test_schema_1_manifest_is_upgraded_on_load_and_written_as_2(bundle_dir: Path) -> None:
+    """A bundle from before the typed records: engine facts in `details`, `path` in metrics."""
+    path = bundle_dir / "manifest.json"
+    old = json.loads(path.read_text())
+    old["schema_version"] = 1
+    (bundle_dir / "fp16.engine").write_bytes(b"plan")
+    artifact = Bundle.load(bundle_dir).manifest.artifacts["fp32.onnx"].model_dump(mode="json")
+    old["artifacts"]["fp16.engine"] = artifact | {
+        "file": "fp16.engine",
+        "kind": "engine",
+        "precision": "fp16",
+        "sha256": hashlib.sha256(b"plan").hexdigest(),
+        "bytes": 4,
+        "details": _ENGINE | {"note": "kept"},
+    }
+    old["metrics"] = {
+        "torch": {
+            "precision": "fp32",
+            "split": "val",
+            "num_images": 10,
+            "top1": 0.9,
+            "top3": 1.0,
+            "per_class_recall": {"bike": 1.0},
+            "path": "torch fp32 on cpu",
+            "test_sets": {"other": {"num_images": 4, "top1": 0.5, "path": "torch fp32 on cpu"}},
+        }
+    }
+    path.write_text(json.dumps(old))
+
+    bundle = Bundle.load(bundle_dir)
+    engine = bundle.manifest.artifacts["fp16.engine"]
+    assert engine.engine is not None and engine.engine.target == "sm86"
+    assert engine.engine.input_profile.max == 32 and engine.details == {"note": "kept"}
+    torch_metrics = bundle.manifest.metrics["torch"]
+    assert torch_metrics.top1 == 0.9 and torch_metrics.measured_on == "torch fp32 on cpu"
+    assert torch_metrics.test_sets["other"].measured_on == "torch fp32 on cpu"
+    assert bundle.manifest.schema_version == SCHEMA_VERSION == 2
+
+    with stage_bundle(bundle_dir, base=bundle):
+        pass  # any write stores the upgraded form
+    written = json.loads(path.read_text())
+    assert written["schema_version"] == 2 and "path" not in written["metrics"]["torch"]
+    assert written["artifacts"]["fp16.engine"]["engine"]["flavour"] == "tensorrt_rtx"
 
 
 def test_wrong_hash_is_refused(bundle_dir: Path) -> None:

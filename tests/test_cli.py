@@ -196,9 +196,9 @@ def test_test_sets_are_scored_beside_validation_and_recorded(
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
     assert [r.split("│")[1].strip() for r in rows] == ["val", "other-footage"]
-    recorded = Bundle.load(out).manifest.metrics["torch"]["test_sets"]["other-footage"]
-    assert recorded["num_images"] == 12 and recorded["path"].startswith("torch")
-    assert recorded["top1"] == pytest.approx(scored["top1"])  # same model, same images
+    recorded = Bundle.load(out).manifest.metrics["torch"].test_sets["other-footage"]
+    assert recorded.num_images == 12 and recorded.measured_on.startswith("torch")
+    assert recorded.top1 == pytest.approx(scored["top1"])  # same model, same images
     Bundle.load(out)  # hashes still verify after the manifest was rewritten
 
     # test-time augmentation: scored beside the plain rows, with its latency cost measured

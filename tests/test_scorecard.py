@@ -40,9 +40,9 @@ def test_a_class_that_loses_recall_on_a_test_set_is_named() -> None:
 
 def test_summary_keeps_what_the_manifest_needs() -> None:
     summary = _summary([0, 1, 2, 2], [0, 2, 2, 2])
-    assert summary["num_images"] == 4 and summary["top1"] == pytest.approx(0.75)
-    assert summary["per_class_recall"] == {"bike": 1.0, "car": 0.0, "truck": 1.0}
-    assert summary["confusion_matrix"][1] == [0, 0, 1]  # the car was taken for a truck
+    assert summary.num_images == 4 and summary.top1 == pytest.approx(0.75)
+    assert summary.per_class_recall == {"bike": 1.0, "car": 0.0, "truck": 1.0}
+    assert summary.confusion_matrix[1] == [0, 0, 1]  # the car was taken for a truck
 
 
 def test_markdown_shows_every_set_and_its_confusion_matrix() -> None:

@@ -130,7 +130,7 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
         "results": results,
         "naive_torch": baselines,
         "skipped": skipped,
-        "accuracy": {k: v.get("top1") for k, v in bundle.manifest.metrics.items()},
+        "accuracy": {k: v.top1 for k, v in bundle.manifest.metrics.items()},
         "harness_overhead_us": round(_harness_overhead_us(), 3),
         "noisy": noisy,
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edge_tl.cli._common import (
     AddCommand,
@@ -17,6 +17,9 @@ from edge_tl.cli._common import (
     print_json,
     table,
 )
+
+if TYPE_CHECKING:
+    from edge_tl.records import ScoredSet
 
 __all__ = ["register", "scorecard_table"]
 
@@ -86,7 +89,7 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Sequence[str]) -> None:
+def scorecard_table(title: str, scores: Mapping[str, ScoredSet], labels: Sequence[str]) -> None:
     """Validation and test sets side by side (summaries from edge_tl.scorecard.summarize)."""
     from edge_tl.scorecard import recall_cells
 
@@ -96,10 +99,10 @@ def scorecard_table(title: str, scores: dict[str, dict[str, Any]], labels: Seque
         [
             [
                 name,
-                s["num_images"],
-                pct(s["top1"]),
-                pct(s["top3"]),
-                f"{s['macro_f1']:.3f}",
+                s.num_images,
+                pct(s.top1),
+                pct(s.top3),
+                f"{s.macro_f1:.3f}",
                 *recall_cells(s, labels),
             ]
             for name, s in scores.items()
@@ -146,19 +149,13 @@ def _info(args: argparse.Namespace) -> int:
             "metrics",
             ["name", "split", "images", "top-1", "measured on"],
             [
-                [
-                    name,
-                    split,
-                    m.get("num_images", "-"),
-                    pct(m.get("top1")),
-                    m.get("path", "-"),
-                ]
+                [name, split, m.num_images, pct(m.top1), m.measured_on or "-"]
                 for name, entry in manifest.metrics.items()
                 for split, m in [
-                    (entry.get("split", "-"), entry),
-                    *[(f"test: {t}", v) for t, v in entry.get("test_sets", {}).items()],
+                    (entry.split, entry),
+                    *[(f"test: {t}", v) for t, v in entry.test_sets.items()],
                 ]
-                if "top1" in m
+                if m.top1 is not None
             ],
         )
     return 0

@@ -149,22 +149,22 @@ def _train(args: argparse.Namespace) -> int:
                 "bundle": str(bundle.path),
                 "labels": bundle.labels,
                 "preset": args.preset or "default",
-                "val": {k: v for k, v in metrics.items() if k != "test_sets"},
-                "test_sets": metrics.get("test_sets", {}),
+                "val": metrics.model_dump(exclude={"test_sets"}),
+                "test_sets": {k: v.model_dump() for k, v in metrics.test_sets.items()},
             }
         )
         return 0
     print(
-        f"bundle {bundle.path}: {len(bundle.labels)} classes, val top-1 {pct(metrics['top1'])} "
-        f"on {metrics['num_images']} images"
+        f"bundle {bundle.path}: {len(bundle.labels)} classes, val top-1 {pct(metrics.top1)} "
+        f"on {metrics.num_images} images"
     )
-    if metrics.get("test_sets"):
+    if metrics.test_sets:
         from edge_tl.cli.evaluate import scorecard_table
         from edge_tl.scorecard import VAL_SET, summarize
 
         report = json.loads((bundle.path / "train_report.json").read_text())
         scores = {VAL_SET: summarize(report["val"])} if report["val"] else {}
-        scorecard_table("validation and test sets", scores | metrics["test_sets"], bundle.labels)
+        scorecard_table("validation and test sets", scores | metrics.test_sets, bundle.labels)
         for warning in report["warnings"]:
             print(f"warning: {warning}")
     return 0

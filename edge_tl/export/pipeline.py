@@ -20,6 +20,7 @@ from edge_tl.bundle import (
     Bundle,
     BundleStage,
     ColorOrder,
+    Manifest,
     Precision,
     RawInput,
     stage_bundle,
@@ -37,11 +38,19 @@ from edge_tl.export.precision import (
 from edge_tl.export.trt_compat import require_tensorrt_compat
 from edge_tl.metrics import agreement, max_abs_diff, top1
 from edge_tl.models.backend import TorchBackend
+from edge_tl.records import PrecisionMetrics
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
 from edge_tl.timing import p50_ms
 
-__all__ = ["ExportOptions", "PrecisionReport", "export_bundle", "ONNX_FILES", "AUTO"]
+__all__ = [
+    "ExportOptions",
+    "PrecisionReport",
+    "export_bundle",
+    "record_precision_scores",
+    "ONNX_FILES",
+    "AUTO",
+]
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +195,23 @@ def export_bundle(
         for report in reports:
             stage.manifest.artifacts[report.file].details.update(report.details)
             if report.top1 is not None:
-                stage.manifest.metrics[report.precision] = {
-                    "precision": report.precision,
-                    "split": "val",
-                    "num_images": report.images,
-                    "top1": report.top1,
-                    "agreement_fp32": report.agreement_fp32,
-                    "max_abs_logit_diff_fp32": report.max_abs_logit_diff_fp32,
-                    "cpu_latency_ms_p50_batch1": report.cpu_latency_ms_p50,
-                    "path": report.measured_on,
-                }
+                record_precision_scores(stage.manifest, report)
     return reports
+
+
+def record_precision_scores(manifest: Manifest, report: PrecisionReport) -> None:
+    """A new graph's validation scores; replaces the entry of the graph it replaced, test-set
+    scores included (they were measured on the old graph)."""
+    manifest.metrics[report.precision] = PrecisionMetrics(
+        precision=report.precision,  # type: ignore[arg-type]
+        split="val",
+        num_images=report.images,
+        top1=report.top1,
+        agreement_fp32=report.agreement_fp32,
+        max_abs_logit_diff_fp32=report.max_abs_logit_diff_fp32,
+        cpu_latency_ms_p50_batch1=report.cpu_latency_ms_p50,
+        measured_on=report.measured_on,
+    )
 
 
 def _drop_graph_artifacts(stage: BundleStage) -> None:

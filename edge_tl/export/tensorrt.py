@@ -20,6 +20,7 @@ from typing import Any
 from edge_tl._malloc import tune_malloc
 from edge_tl.bundle import ArtifactKind, Bundle, Precision, stage_bundle
 from edge_tl.errors import EngineBuildError
+from edge_tl.records import EngineInfo, InputProfile
 from edge_tl.runtime.trt_flavour import import_tensorrt, make_logger
 
 __all__ = [
@@ -114,23 +115,21 @@ def build_engine(bundle_path: str | Path, options: BuildOptions = BuildOptions()
             file,
             ArtifactKind.ENGINE,
             options.precision,
-            {
-                "flavour": flavour,
-                "tensorrt_version": trt.__version__,
-                "target": target,
-                "gpu_name": gpu_name,
-                "aot": options.target is not None,
-                "source": onnx_path.name,
-                "input_profile": {
-                    "min": options.batch[0],
-                    "opt": options.batch[1],
-                    "max": options.batch[2],
-                },
-                "hardware_compatible": options.hardware_compat != "none",
-                "version_compatible": options.version_compatible,
-                "build_seconds": report.seconds,
-                "options": report.options,
-            },
+            engine=EngineInfo(
+                flavour=flavour,
+                tensorrt_version=trt.__version__,
+                target=target,
+                gpu_name=gpu_name,
+                aot=options.target is not None,
+                source=onnx_path.name,
+                input_profile=InputProfile(
+                    min=options.batch[0], opt=options.batch[1], max=options.batch[2]
+                ),
+                hardware_compatible=options.hardware_compat != "none",
+                version_compatible=options.version_compatible,
+                build_seconds=report.seconds,
+                options=report.options,
+            ),
         )
     log.info("built %s (%.1f MB) in %.1f s", file, report.bytes / 1e6, seconds)
     return report

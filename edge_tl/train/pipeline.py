@@ -37,6 +37,7 @@ from edge_tl.images import load_image
 from edge_tl.metrics import classification_report, softmax, top1
 from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
+from edge_tl.records import ScoredSet
 from edge_tl.scorecard import (
     VAL_SET,
     TestSet,
@@ -103,7 +104,7 @@ class _Data:
 class _Scores:
     val_logits: np.ndarray | None
     evaluation: dict[str, Any] | None
-    scores: dict[str, dict[str, Any]]
+    scores: dict[str, ScoredSet]
     test_reports: dict[str, dict[str, Any]]
     warnings: list[str]
 
@@ -139,7 +140,7 @@ def train_bundle(config: TrainConfig) -> Bundle:
     log.info(
         "wrote %s (val top-1 %s) in %.1f s",
         config.output,
-        manifest.metrics["torch"]["top1"],
+        manifest.metrics["torch"].top1,
         report["seconds"]["total"],
     )
     return Bundle.load(config.output)

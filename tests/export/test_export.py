@@ -31,10 +31,10 @@ def test_every_precision_is_recorded_with_accuracy(exported_bundle: Path) -> Non
         assert artifact is not None, precision
         assert artifact.details["tensorrt_static_check"] == "passed"
         metrics = bundle.manifest.metrics[precision.value]
-        assert metrics["split"] == "val" and metrics["num_images"] == 9
-        assert 0.0 <= metrics["top1"] <= 1.0 and metrics["cpu_latency_ms_p50_batch1"] > 0
-    assert "reference Q/DQ" in bundle.manifest.metrics["int8"]["path"]
-    assert bundle.manifest.metrics["fp16"]["agreement_fp32"] == 1.0
+        assert metrics.split == "val" and metrics.num_images == 9
+        assert 0.0 <= metrics.top1 <= 1.0 and metrics.cpu_latency_ms_p50_batch1 > 0
+    assert "reference Q/DQ" in bundle.manifest.metrics["int8"].measured_on
+    assert bundle.manifest.metrics["fp16"].agreement_fp32 == 1.0
     parity = bundle.find(ArtifactKind.ONNX, Precision.FP32).details["parity_vs_torch"]  # type: ignore[union-attr]
     assert parity["inputs"] == "validation split" and parity["max_abs_logit_diff"] < 1e-3
     assert parity["top1_agreement"] == 1.0

@@ -63,7 +63,7 @@ def test_fused_and_unfused_agree(
     assert [p.label for p in a] == [p.label for p in b]
     np.testing.assert_allclose([p.score for p in a], [p.score for p in b], atol=1e-4)
     metrics = Bundle.load(fused_bundle).manifest.metrics
-    assert metrics["fp32"]["top1"] == Bundle.load(exported_bundle).manifest.metrics["fp32"]["top1"]
+    assert metrics["fp32"].top1 == Bundle.load(exported_bundle).manifest.metrics["fp32"].top1
 
 
 def test_fused_graph_builds_in_tensorrt(fused_bundle: Path, tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_fp16_io_graph_is_served(exported_bundle: Path, tmp_path: Path, tiny_dat
     model = onnx.load(str(work / "fp16.onnx"))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     metrics = Bundle.load(work).manifest.metrics["fp16"]
-    assert metrics["agreement_fp32"] == 1.0
+    assert metrics.agreement_fp32 == 1.0
     images = [load_image(p) for p in sorted((tiny_dataset / "disc").iterdir())[:3]]
     with create_backend(Bundle.load(work), "onnxruntime", Precision.FP16) as backend:
         assert all(

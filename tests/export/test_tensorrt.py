@@ -52,11 +52,12 @@ def test_aot_build_of_every_exported_graph(bundle_copy: Path, precision: Precisi
         and engine.file == report.file == f"{precision.value}.tensorrt_rtx-sm86.engine"
     )
     assert engine.bytes > 100_000
-    details = engine.details
-    assert details["flavour"] == "tensorrt_rtx" and details["tensorrt_version"] == trt.__version__
-    assert details["target"] == "sm86" and details["aot"] is True and details["gpu_name"] is None
-    assert details["input_profile"] == {"min": 1, "opt": 8, "max": 32}
-    assert details["source"] == f"{precision.value}.onnx"
+    info = engine.engine
+    assert info is not None
+    assert info.flavour == "tensorrt_rtx" and info.tensorrt_version == trt.__version__
+    assert info.target == "sm86" and info.aot is True and info.gpu_name is None
+    assert info.input_profile.model_dump() == {"min": 1, "opt": 8, "max": 32}
+    assert info.source == f"{precision.value}.onnx"
 
 
 @pytest.mark.slow

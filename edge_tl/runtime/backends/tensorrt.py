@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_tl.bundle import Artifact, ArtifactKind, Bundle, Precision
 from edge_tl.errors import BackendError
+from edge_tl.records import EngineInfo
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.trt_flavour import EngineTarget, engine_mismatch, import_tensorrt, make_logger
 
@@ -27,15 +28,21 @@ log = logging.getLogger(__name__)
 
 
 def engine_target(artifact: Artifact) -> EngineTarget:
-    details = artifact.details
+    info = _engine_info(artifact)
     return EngineTarget(
-        flavour=details.get("flavour", "?"),
-        version=details.get("tensorrt_version", "?"),
-        sm=details.get("target", "?"),
-        gpu_name=details.get("gpu_name"),
-        hardware_compatible=bool(details.get("hardware_compatible")),
-        version_compatible=bool(details.get("version_compatible")),
+        flavour=info.flavour,
+        version=info.tensorrt_version,
+        sm=info.target,
+        gpu_name=info.gpu_name,
+        hardware_compatible=info.hardware_compatible,
+        version_compatible=info.version_compatible,
     )
+
+
+def _engine_info(artifact: Artifact) -> EngineInfo:
+    if artifact.engine is None:  # the manifest validator makes this unreachable for engines
+        raise BackendError(f"{artifact.file}: no engine info in the manifest")
+    return artifact.engine
 
 
 @dataclass
@@ -49,12 +56,13 @@ class LoadedEngine:
 def load_engine(plan_path: Path, artifact: Artifact) -> LoadedEngine:
     """The loader: a plan file deserialized into an engine, every TensorRT None checked on the
     spot with the logged reason. Holds no device memory of its own beyond the engine."""
-    _, trt = import_tensorrt(artifact.details["flavour"])
+    info = _engine_info(artifact)
+    _, trt = import_tensorrt(info.flavour)
     logger = make_logger(trt)
     runtime = trt.Runtime(logger)
     if runtime is None:
         raise BackendError(f"{plan_path.name}: trt.Runtime failed: {_last_errors(logger)}")
-    if artifact.details.get("version_compatible"):
+    if info.version_compatible:
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())
     if engine is None:
@@ -98,7 +106,7 @@ class TensorRTBackend(Backend):
         if not engines:
             return f"the bundle has no {precision.value} TensorRT engine (run: edge-tl build {bundle.path} --precision {precision.value})"
         try:
-            here = _runtime_target(engines[0].details.get("flavour", "auto"))
+            here = _runtime_target(_engine_info(engines[0]).flavour)
         except Exception as exc:  # no GPU, no TensorRT: say so instead of failing later
             return str(exc)
         reasons = []
@@ -128,7 +136,7 @@ class TensorRTBackend(Backend):
             for a in self.bundle.manifest.artifacts.values()
             if a.kind == ArtifactKind.ENGINE
             and a.precision == self.precision
-            and engine_mismatch(engine_target(a), _runtime_target(a.details["flavour"])) is None
+            and engine_mismatch(engine_target(a), _runtime_target(_engine_info(a).flavour)) is None
         )
         loaded = load_engine(self.bundle.path / self._artifact.file, self._artifact)
         trt, self._logger = loaded.trt, loaded.logger
