@@ -153,8 +153,6 @@ def finetune(
     validation epoch (of the weight average, when `config.ema_decay` is set)."""
     torch = require("torch", "train")
     require("timm", "train")
-    from timm.data import Mixup
-    from timm.loss import SoftTargetCrossEntropy
     from timm.utils import ModelEmaV3
 
     augmentation = augmentation or augment_preset(config.augment)
@@ -176,40 +174,13 @@ def finetune(
         total_steps=steps,
         pct_start=config.warmup,
     )
-    mixer = None
-    if config.mixup > 0 or config.cutmix > 0:
-        if class_weights is not None:
-            raise EdgeTLError("class weights (--balance) cannot be combined with mixup/cutmix")
-        mixer = Mixup(
-            mixup_alpha=config.mixup,
-            cutmix_alpha=config.cutmix,
-            label_smoothing=config.label_smoothing,
-            num_classes=num_classes,
-        )
-        loss_fn = SoftTargetCrossEntropy()
-    else:
-        weight = (
-            torch.from_numpy(class_weights).float().to(device)
-            if class_weights is not None
-            else None
-        )
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    mixer, loss_fn = _mixer_and_loss(config, num_classes, class_weights, device)
     ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
     history: list[dict[str, float]] = []
     start_epoch, best_top1, best_state, stale = 0, -1.0, None, 0
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.module.load_state_dict(state["ema"])
-        if state["config"]["epochs"] == config.epochs:
-            scheduler.load_state_dict(state["scheduler"])
-        else:  # resumed with more (or fewer) epochs: same schedule shape, advanced to this point
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # stepping a scheduler without optimizer steps
-                for _ in range(min(state["epoch"] * steps_per_epoch, steps - 1)):
-                    scheduler.step()
+        _restore(state, model, optimizer, scheduler, ema, config, steps_per_epoch)
         start_epoch, history = state["epoch"], state["history"]
         best_top1, best_state, stale = state["best_top1"], state["best_model"], state["stale"]
         log.info("resumed fine-tuning from %s after epoch %d", checkpoint, start_epoch)
@@ -252,21 +223,9 @@ def finetune(
         else:
             stale += 1
         if checkpoint is not None:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "best_top1": best_top1,
-                    "best_model": best_state,
-                    "stale": stale,
-                    "config": asdict(config),
-                },
-                checkpoint,
-            )
+            progress = {"epoch": epoch, "history": history, "best_top1": best_top1}
+            progress |= {"best_model": best_state, "stale": stale}
+            _save(checkpoint, model, optimizer, scheduler, ema, config, progress)
         if stale >= config.patience:
             log.info("early stop: no better validation top-1 for %d epochs", stale)
             break
@@ -277,6 +236,74 @@ def finetune(
         parameter.requires_grad = True
     model.to("cpu").eval()
     return history
+
+
+def _mixer_and_loss(
+    config: FinetuneConfig, num_classes: int, class_weights: np.ndarray | None, device: str
+) -> tuple[Any, Any]:
+    """timm's Mixup with its soft-target loss, or plain (optionally class-weighted) CE."""
+    torch = require("torch", "train")
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    if config.mixup > 0 or config.cutmix > 0:
+        if class_weights is not None:
+            raise EdgeTLError("class weights (--balance) cannot be combined with mixup/cutmix")
+        mixer = Mixup(
+            mixup_alpha=config.mixup,
+            cutmix_alpha=config.cutmix,
+            label_smoothing=config.label_smoothing,
+            num_classes=num_classes,
+        )
+        return mixer, SoftTargetCrossEntropy()
+    weight = (
+        torch.from_numpy(class_weights).float().to(device) if class_weights is not None else None
+    )
+    return None, torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def _save(
+    path: Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    ema: Any,
+    config: FinetuneConfig,
+    progress: dict[str, Any],
+) -> None:
+    torch = require("torch", "train")
+    state = {
+        "model": model.state_dict(),
+        "ema": ema.module.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "config": asdict(config),
+    }
+    torch.save(state | progress, path)
+
+
+def _restore(
+    state: dict[str, Any],
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    ema: Any,
+    config: FinetuneConfig,
+    steps_per_epoch: int,
+) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if ema is not None and state.get("ema") is not None:
+        ema.module.load_state_dict(state["ema"])
+    if state["config"]["epochs"] == config.epochs:
+        scheduler.load_state_dict(state["scheduler"])
+        return
+    # resumed with more (or fewer) epochs: same schedule shape, advanced to this point
+    steps = config.epochs * steps_per_epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stepping a scheduler without optimizer steps
+        for _ in range(min(state["epoch"] * steps_per_epoch, steps - 1)):
+            scheduler.step()
 
 
 def train_one_epoch(
