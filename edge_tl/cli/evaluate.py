@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_tl.cli._common import (
     AddCommand,
@@ -53,6 +53,29 @@ def register(add_command: AddCommand) -> None:
     add_json(p)
 
     p = add_command(
+        "eval-counts",
+        _eval_counts,
+        "Count vehicles crossing a line in a clip with serve's motion pipeline and score the "
+        "counts against hand-checked ground truth: recall, precision, F1, class accuracy.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("clip", type=Path, help="a video file")
+    p.add_argument(
+        "ground_truth", type=Path, help="CLIP.counts.json: the line and its crossings (README)"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="take the stream settings (motion, tracking, voting) from this serve config "
+        "instead of the defaults; the line always comes from the ground truth",
+    )
+    p.add_argument("--stream", default=None, help="which stream of --config (default: the first)")
+    p.add_argument("--events", type=Path, default=None, help="also write the events as JSONL")
+    add_backend_options(p)
+    add_json(p)
+
+    p = add_command(
         "info", _info, "Show a bundle: labels, input spec, artifacts, metrics, provenance."
     )
     p.add_argument("bundle", type=Path)
@@ -87,6 +110,59 @@ def _eval(args: argparse.Namespace) -> int:
             f"(x{latency['p50_ms_tta'] / latency['p50_ms_plain']:.2f}) on this machine"
         )
     return 0
+
+
+def _eval_counts(args: argparse.Namespace) -> int:
+    from edge_tl.counting import evaluate_counts
+
+    stream = _stream_settings(args.config, args.stream) if args.config else None
+    result = evaluate_counts(
+        args.bundle,
+        args.clip,
+        args.ground_truth,
+        stream,
+        args.backend,
+        precision(args.precision),
+        args.threads,
+        args.events,
+    )
+    if args.json:
+        print_json(result)
+        return 0
+    table(
+        f"{args.clip.name} · {result['backend']}",
+        ["crossings", "counted", "matched", "missed", "spurious", "recall", "precision", "F1",
+         "class acc. (sure)"],
+        [[
+            result["crossings"], result["counted"], result["matched"], result["missed"],
+            result["spurious"], pct(result["recall"]), pct(result["precision"]),
+            f"{result['f1']:.3f}", pct(result["class_accuracy_sure"]),
+        ]],
+    )  # fmt: skip
+    rows = result["per_class"]
+    table(
+        "per class",
+        ["class", "true", "counted", "detected", "named right", "sure: detected", "sure: right"],
+        [[c, *r.values()] for c, r in rows.items() if r["true"] or r["counted"]],
+    )
+    predicted = list(next(iter(result["confusion"].values()), {}))
+    table(
+        "confusion of matched crossings (rows true, columns counted as)",
+        ["true \\ counted", *predicted],
+        [[t, *row.values()] for t, row in result["confusion"].items() if any(row.values())],
+    )
+    return 0
+
+
+def _stream_settings(config_path: Path, name: str | None) -> dict[str, Any]:
+    from edge_tl.errors import EdgeTLError
+    from edge_tl.runtime.config import load_config
+
+    streams = load_config(config_path).streams
+    chosen = next((s for s in streams if name in (None, s.name)), None)
+    if chosen is None:
+        raise EdgeTLError(f"{config_path}: no stream named '{name}'")
+    return chosen.model_dump(exclude={"name", "source", "line", "mode"})
 
 
 def scorecard_table(title: str, scores: Mapping[str, ScoredSet], labels: Sequence[str]) -> None:

@@ -82,6 +82,7 @@ class Daemon:
             self.backend: Backend = create_backend(
                 self.bundle, config.backend, config.precision, config.threads
             ).open()
+            self.backend_description = self.backend.describe()  # what ran, also after close
             self.scheduler = BatchScheduler(
                 Classifier(self.backend, self.bundle.labels, config.top_k),
                 config.max_batch,
@@ -113,7 +114,7 @@ class Daemon:
         return {
             "ok": ok,
             "streams": streams,
-            "backend": self.backend.describe(),
+            "backend": self.backend_description,
             "mean_batch": round(self.scheduler.stats.mean_batch, 2),
         }
 
