@@ -26,6 +26,7 @@ from edge_tl.errors import EdgeTLError, SourceError, validation_message
 from edge_tl.runtime.config import ServeConfig, StreamConfig
 from edge_tl.runtime.daemon import serve
 from edge_tl.runtime.sinks import JsonlSink, Sink
+from edge_tl.runtime.tracker import along
 
 __all__ = [
     "Crossing",
@@ -112,8 +113,7 @@ def load_ground_truth(path: str | os.PathLike[str]) -> GroundTruth:
 def position_along(line_px: tuple[Point, Point], point: Point) -> float:
     """Pixels from the line's first end point to `point`'s projection onto the line."""
     (x1, y1), (x2, y2) = line_px
-    length = math.hypot(x2 - x1, y2 - y1)
-    return ((point[0] - x1) * (x2 - x1) + (point[1] - y1) * (y2 - y1)) / length
+    return along(line_px, point) * math.hypot(x2 - x1, y2 - y1)
 
 
 @dataclass(frozen=True)
@@ -310,6 +310,8 @@ def evaluate_counts(
     # events are in the clip's pixels; the ground truth's positions in its own resolution
     sx, sy = truth.resolution.width / width, truth.resolution.height / height
     for event in collected.events:
+        if event["kind"] != "count":
+            continue
         x, y, w, h = event["box"]
         event["box"] = [x * sx, y * sy, w * sx, h * sy]
     counted = count_events(collected.events, truth.line_px)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge_tl._deps import require
 from edge_tl.bundle import Precision
 from edge_tl.errors import EdgeTLError, validation_message
+from edge_tl.runtime.camera_motion import CameraMotionConfig
 from edge_tl.runtime.motion import MotionConfig
 
 __all__ = ["ServeConfig", "StreamConfig", "MqttConfig", "Line", "load_config"]
@@ -33,7 +34,8 @@ class StreamConfig(_Strict):
     - `frame`: the whole frame, with temporal smoothing (EMA of the class scores);
     - `roi`: fixed regions (normalized x, y, w, h), each smoothed on its own;
     - `motion` (the traffic default): moving blobs → tracks → each track classified a few
-      times (full score vectors averaged) → one count per track crossing `line`.
+      times (full score vectors averaged) → one count per track crossing `line`; counting
+      pauses while the camera itself moves (`camera_motion`).
     """
 
     name: str
@@ -47,6 +49,10 @@ class StreamConfig(_Strict):
     rois: list[tuple[float, float, float, float]] = Field(default_factory=list)
     line: Line = ((0.5, 0.0), (0.5, 1.0))  # default: a vertical line through the middle
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    camera_motion: CameraMotionConfig = Field(default_factory=CameraMotionConfig)
+    # a track whose centre lies in a box counted this many frames ago or less is a fragment
+    # of that vehicle (a blob that split, a track that restarted), not a second vehicle
+    recount_frames: int = Field(default=15, ge=0)
     min_hits: int = Field(default=2, ge=1)  # frames a track is seen before it is classified
     classify_every: int = Field(default=3, ge=1)  # frames between classifications of a track
     max_classifications: int = Field(default=5, ge=1)

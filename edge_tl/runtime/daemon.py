@@ -202,7 +202,7 @@ class Daemon:
                 self.frames[stream.name] = self.frames.get(stream.name, 0) + 1
                 self.metrics.frames.labels(stream.name).inc()
                 for event in events:
-                    self.metrics.events.labels(stream.name, event["kind"], event["class"]).inc()
+                    self.metrics.count_event(stream.name, event)
                     for sink in self.sinks:
                         sink.emit(event)
                 if video:

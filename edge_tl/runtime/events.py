@@ -4,7 +4,7 @@ Every event is one JSON object (one line in a .jsonl file):
 
 | field | type | meaning |
 |---|---|---|
-| `kind` | str | `class` (a frame or region classified), `count` (a track crossed the line) |
+| `kind` | str | `class` (a frame or region classified), `count` (a track crossed the line), `camera_moved` (the camera began to pan, tilt, zoom or shake: counting pauses until it settles; no class fields) |
 | `stream` | str | the stream's name |
 | `frame` | int | frame index in the stream (0-based, after stride) |
 | `time` | float | Unix time the frame was captured (decoded) |
@@ -17,6 +17,7 @@ Every event is one JSON object (one line in a .jsonl file):
 | `votes` | int | motion mode: how many crops of the track were classified |
 | `roi` | int | roi mode: the region's index |
 | `counts` | {class: int} | count events: the stream's running per-class totals |
+| `shift_px` | float | `camera_moved`: per-frame displacement of the background in pixels at 320 px width |
 | `latency_ms` | {stage: float} | `decode`, `preprocess`, `infer`, `postprocess` (of the batch the image went in), `total` (capture to result) |
 """
 
@@ -32,9 +33,9 @@ from edge_tl.runtime.classify import top_k
 from edge_tl.runtime.motion import Box
 from edge_tl.runtime.sources import Frame
 
-__all__ = ["EVENT_KINDS", "make_event"]
+__all__ = ["EVENT_KINDS", "make_event", "camera_event"]
 
-EVENT_KINDS = ("class", "count")
+EVENT_KINDS = ("class", "count", "camera_moved")
 
 
 def make_event(
@@ -65,4 +66,16 @@ def make_event(
         "box": [int(v) for v in box],
         **extra,
         "latency_ms": {stage: round(ms, 3) for stage, ms in latency.items()},
+    }
+
+
+def camera_event(stream: str, frame: Frame, shift_px: float) -> dict[str, Any]:
+    """`camera_moved`: the stream's camera began to move; counting pauses until it settles."""
+    return {
+        "kind": "camera_moved",
+        "stream": stream,
+        "frame": frame.index,
+        "time": round(frame.captured_at, 6),
+        "media_ms": round(frame.media_ms, 1),
+        "shift_px": round(shift_px, 2),
     }

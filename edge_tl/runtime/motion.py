@@ -30,19 +30,14 @@ class MotionConfig(BaseModel):
 
 class MotionDetector:
     def __init__(self, config: MotionConfig | None = None) -> None:
-        config = config or MotionConfig()
-        self.config = config
-        if config.method == "knn":
-            self._subtractor = cv2.createBackgroundSubtractorKNN(
-                history=config.history, detectShadows=False
-            )
-        elif config.method == "mog2":
-            self._subtractor = cv2.createBackgroundSubtractorMOG2(
-                history=config.history, varThreshold=config.threshold, detectShadows=False
-            )
-        else:
-            raise ValueError(f"motion method '{config.method}': choose mog2 or knn")
+        self.config = config or MotionConfig()
+        self._subtractor = _subtractor(self.config)
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self._frames = 0
+
+    def reset(self) -> None:
+        """Forget the background (the camera moved): learn it again from the next frames."""
+        self._subtractor = _subtractor(self.config)
         self._frames = 0
 
     def detect(self, frame: np.ndarray) -> list[Box]:
@@ -67,3 +62,11 @@ class MotionDetector:
             x, y, w, h = cv2.boundingRect(contour)
             boxes.append((round(x / scale), round(y / scale), round(w / scale), round(h / scale)))
         return boxes
+
+
+def _subtractor(config: MotionConfig) -> cv2.BackgroundSubtractor:
+    if config.method == "knn":
+        return cv2.createBackgroundSubtractorKNN(history=config.history, detectShadows=False)
+    return cv2.createBackgroundSubtractorMOG2(
+        history=config.history, varThreshold=config.threshold, detectShadows=False
+    )

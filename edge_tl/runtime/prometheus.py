@@ -36,6 +36,12 @@ class DaemonMetrics:
             ["stream", "kind", "class"],
             registry=self.registry,
         )
+        self.camera_moves = prom.Counter(
+            "edge_tl_camera_moves_total",
+            "Times the camera began to pan, tilt, zoom or shake (counting paused)",
+            ["stream"],
+            registry=self.registry,
+        )
         self.latency = prom.Histogram(
             "edge_tl_capture_to_result_ms",
             "Capture-to-result latency per frame (ms)",
@@ -55,6 +61,12 @@ class DaemonMetrics:
         self.batch = prom.Gauge(
             "edge_tl_mean_batch_size", "Mean inference batch size", registry=self.registry
         )
+
+    def count_event(self, stream: str, event: dict[str, Any]) -> None:
+        if event["kind"] == "camera_moved":
+            self.camera_moves.labels(stream).inc()
+        else:
+            self.events.labels(stream, event["kind"], event["class"]).inc()
 
     def exposition(self) -> bytes:
         import prometheus_client as prom

@@ -91,6 +91,8 @@ class SummarySink(Sink):
         self._lock = threading.Lock()
 
     def emit(self, event: dict[str, Any]) -> None:
+        if "class" not in event:  # camera_moved
+            return
         with self._lock:
             self.frames.add((event["stream"], event["frame"]))
             self.class_counts[event["class"]] = self.class_counts.get(event["class"], 0) + 1
@@ -153,6 +155,8 @@ class AnnotatedVideoSink(Sink):
     def frame(self, stream: str, image: np.ndarray, events: list[dict[str, Any]]) -> None:
         canvas = image.copy()
         for event in events:
+            if "box" not in event:  # camera_moved
+                continue
             x, y, w, h = event["box"]
             cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 255, 0), 2)
             text = f"{event['class']} {event['score']:.2f}" + (

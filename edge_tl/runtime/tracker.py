@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_tl.runtime.motion import Box
 
-__all__ = ["Track", "IouTracker", "crossed", "iou"]
+__all__ = ["Track", "IouTracker", "crossed", "along", "iou", "overlap"]
 
 
 @dataclass
@@ -52,12 +52,31 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union else 0.0
 
 
+def overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area: 1 when one box lies inside the other."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    smaller = min(aw * ah, bw * bh)
+    return w * h / smaller if smaller else 0.0
+
+
 def crossed(
     line: tuple[tuple[float, float], tuple[float, float]], point: tuple[float, float]
 ) -> float:
     """Signed side of `point` relative to the directed line (cross product)."""
     (x1, y1), (x2, y2) = line
     return (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1)
+
+
+def along(
+    line: tuple[tuple[float, float], tuple[float, float]], point: tuple[float, float]
+) -> float:
+    """Where `point` projects onto the line: 0 at its first end point, 1 at its second."""
+    (x1, y1), (x2, y2) = line
+    dx, dy = x2 - x1, y2 - y1
+    return ((point[0] - x1) * dx + (point[1] - y1) * dy) / (dx * dx + dy * dy)
 
 
 class IouTracker:
@@ -94,6 +113,10 @@ class IouTracker:
                 seen.append(track)
         return seen
 
+    def clear(self) -> None:
+        """Drop every track (the camera moved: boxes and sides no longer mean anything)."""
+        self.tracks.clear()
+
     def expire(self, frame_index: int) -> list[Track]:
         """Remove and return tracks not seen for more than `max_missed` frames."""
         gone = [t for t in self.tracks.values() if frame_index - t.last_frame > self.max_missed]
@@ -105,10 +128,13 @@ class IouTracker:
     def check_crossing(
         track: Track, line_px: tuple[tuple[float, float], tuple[float, float]]
     ) -> bool:
-        """True exactly once: when the track's centre changes side of the line."""
+        """True exactly once: when the track's centre changes side of the line between its
+        end points (a vehicle passing beyond either end is not counted)."""
         side = float(np.sign(crossed(line_px, track.centre)))
         previous, track.side = track.side, side if side else track.side
         if track.counted or previous is None or side == 0 or side == previous:
+            return False
+        if not 0.0 <= along(line_px, track.centre) <= 1.0:
             return False
         track.counted = True
         return True

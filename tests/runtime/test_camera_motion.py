@@ -1,0 +1,103 @@
+"""Camera motion on a synthetic pan of a real frame, the counting line's end points, and the
+recount rule for fragments of a vehicle already counted."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+from edge_tl.data.sample import sample_dataset_dir
+from edge_tl.images import find_images, load_image
+from edge_tl.runtime.camera_motion import CameraMotion, CameraMotionConfig
+from edge_tl.runtime.config import StreamConfig
+from edge_tl.runtime.events import camera_event
+from edge_tl.runtime.processor import StreamProcessor
+from edge_tl.runtime.sources import Frame
+from edge_tl.runtime.tracker import IouTracker, Track, along, overlap
+
+
+def _scene() -> np.ndarray:
+    """A 960x540 mosaic of real vehicle photos: texture like a street scene."""
+    images = [
+        cv2.resize(load_image(p), (160, 135)) for p in find_images([sample_dataset_dir()])[:24]
+    ]
+    rows = [np.hstack(images[i : i + 6]) for i in range(0, 24, 6)]
+    return np.vstack(rows)
+
+
+def _view(scene: np.ndarray, x: int, y: int = 40) -> np.ndarray:
+    return scene[y : y + 360, x : x + 640].copy()
+
+
+def test_a_pan_is_detected_once_and_settles() -> None:
+    scene = _scene()
+    camera = CameraMotion(CameraMotionConfig())
+    positions = [0] * 12 + list(range(0, 8 * 20, 8)) + [152] * 20  # still, 8 px/frame, still
+    states = [camera.update(_view(scene, x)) for x in positions]
+    moving = [i for i, s in enumerate(states) if s.moving]
+    assert not any(s.moving for s in states[:12])
+    assert [i for i, s in enumerate(states) if s.started] == [moving[0]]
+    assert 12 <= moving[0] <= 17  # within the smoothing window of the pan's start
+    assert [i for i, s in enumerate(states) if s.settled] == [moving[-1] + 1]
+    assert moving[-1] < len(positions) - 1 and camera.movements == 1
+    # 8 px per frame at 640 px is 4 px at the 320 px the estimate runs at
+    assert max(s.shift_px for s in states) > 3.0
+
+
+def test_traffic_over_a_still_view_is_not_camera_motion() -> None:
+    """A large object crossing a still view moves most corners but not the camera."""
+    scene = _scene()
+    still = _view(scene, 100)
+    truck = cv2.resize(load_image(find_images([sample_dataset_dir()])[5]), (300, 250))
+    camera = CameraMotion()
+    states = []
+    for i in range(30):
+        frame = still.copy()
+        x = -300 + 30 * i
+        x0, x1 = max(0, x), min(640, x + 300)
+        if x1 > x0:
+            frame[60:310, x0:x1] = truck[:, x0 - x : x1 - x]
+        boxes = [(x0, 60, x1 - x0, 250)] if x1 > x0 else []
+        states.append(camera.update(frame, boxes))
+    assert not any(s.moving for s in states)
+
+
+def test_blank_frames_are_not_motion() -> None:
+    camera = CameraMotion()
+    grey = np.full((360, 640, 3), 90, np.uint8)
+    assert not any(camera.update(grey).moving for _ in range(10))
+
+
+def test_camera_event_is_json_and_names_the_shift() -> None:
+    frame = Frame(
+        image=np.zeros((4, 4, 3), np.uint8), index=7, captured_at=1.0, media_ms=233.3, decode_ms=1.0
+    )
+    event = json.loads(json.dumps(camera_event("cam", frame, 4.567)))
+    assert event["kind"] == "camera_moved" and event["frame"] == 7 and event["shift_px"] == 4.57
+
+
+def test_crossings_count_between_the_end_points_only() -> None:
+    line = ((100.0, 100.0), (300.0, 100.0))
+    assert along(line, (200.0, 50.0)) == 0.5
+    inside, beyond = Track(1, (190, 80, 20, 10), 0, 0), Track(2, (340, 80, 20, 10), 0, 0)
+    for track in (inside, beyond):
+        assert not IouTracker.check_crossing(track, line)  # first sighting: above the line
+        track.box = (track.box[0], 110, 20, 10)  # centre now below it
+    assert IouTracker.check_crossing(inside, line)
+    assert not IouTracker.check_crossing(beyond, line)  # passed beyond the second end point
+    assert not IouTracker.check_crossing(inside, line)  # once only
+
+
+def test_a_fragment_of_a_counted_vehicle_is_not_counted_again() -> None:
+    config = StreamConfig(name="cam", source="x", recount_frames=15)
+    processor = StreamProcessor(config, scheduler=None, labels=["car", "bike"])  # type: ignore[arg-type]
+    bus = Track(1, (100, 100, 200, 100), 0, 0)
+    rear_half = Track(2, (200, 110, 90, 80), 0, 0)  # inside the bus's box
+    neighbour = Track(3, (290, 100, 60, 60), 0, 0)  # overlaps it only at the edge
+    assert overlap(bus.box, rear_half.box) == 1.0 and overlap(bus.box, neighbour.box) < 0.3
+    assert not processor._recounted(bus, 10)
+    assert processor._recounted(rear_half, 18)
+    assert not processor._recounted(neighbour, 18)
+    assert not processor._recounted(rear_half, 40)  # long after: another vehicle
