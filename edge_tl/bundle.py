@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_tl import __version__
 from edge_tl.errors import BundleError, validation_message
-from edge_tl.records import EngineInfo, PrecisionMetrics, upgrade_v1
+from edge_tl.records import EngineInfo, PrecisionMetrics, ScoreReference, upgrade_v1
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -195,6 +195,7 @@ class Manifest(_Strict):
     model: ModelInfo
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     metrics: dict[str, PrecisionMetrics] = Field(default_factory=dict)  # "torch" or a precision
+    reference: ScoreReference | None = None  # for the daemon's drift check; None: not checked
     provenance: Provenance
 
     @model_validator(mode="before")

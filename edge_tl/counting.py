@@ -316,6 +316,11 @@ def evaluate_counts(
         event["box"] = [x * sx, y * sy, w * sx, h * sy]
     counted = count_events(collected.events, truth.line_px)
     result = count_metrics(counted, truth, labels)
+    drift = [e for e in collected.events if e["kind"] == "drift"]
+    result["drift_events"] = [{"frame": e["frame"], **e["drift"]} for e in drift]
+    result["camera_moved_frames"] = [
+        e["frame"] for e in collected.events if e["kind"] == "camera_moved"
+    ]
     return {
         "clip": str(clip),
         "ground_truth": str(truth_path),

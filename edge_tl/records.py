@@ -3,7 +3,7 @@ and engine build facts.
 
 Typed so that writers and readers agree on keys: every record has one writer
 (`scorecard.record_torch_scores`, `scorecard.record_test_scores`, export's
-`record_precision_scores`, `export.tensorrt.build_engine`) and
+`record_precision_scores`, `export.tensorrt.build_engine`, `runtime.drift.score_reference`) and
 readers use attributes, never string keys. Torch-free and numpy-free.
 """
 
@@ -19,6 +19,7 @@ __all__ = [
     "PrecisionMetrics",
     "InputProfile",
     "EngineInfo",
+    "ScoreReference",
     "upgrade_v1",
 ]
 
@@ -72,6 +73,18 @@ class EngineInfo(_Record):
     version_compatible: bool = False
     build_seconds: float | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoreReference(_Record):
+    """The trained model's confidence and class mix on its validation split: what the
+    daemon's drift check compares each stream's recent classifications against."""
+
+    images: int = Field(ge=1)
+    quantiles: list[float]  # the probabilities at which the two lists below are taken
+    confidence: list[float]  # top-1 probability at each quantile
+    margin: list[float]  # top-1 minus top-2 probability at each quantile
+    low_confidence: float  # the validation 10th percentile of confidence
+    class_mix: dict[str, float]  # share of validation images predicted as each label
 
 
 _ENGINE_KEYS = set(EngineInfo.model_fields)

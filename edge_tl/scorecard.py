@@ -26,9 +26,10 @@ from edge_tl.evaluate import (
     tta_views,
     validation_images,
 )
-from edge_tl.metrics import classification_report
-from edge_tl.records import PrecisionMetrics, ScoredSet
+from edge_tl.metrics import classification_report, softmax
+from edge_tl.records import PrecisionMetrics, ScoredSet, ScoreReference
 from edge_tl.runtime.backends.base import Backend
+from edge_tl.runtime.drift import score_reference
 
 __all__ = [
     "VAL_SET",
@@ -153,6 +154,7 @@ class SetsEvaluation:
     tta: str | None = None
     tta_scores: dict[str, ScoredSet] | None = None
     tta_latency: dict[str, float] | None = None
+    reference: ScoreReference | None = None  # from the validation split, for drift checks
 
     def as_dict(self) -> dict[str, Any]:
         tta = None
@@ -189,6 +191,8 @@ def evaluate_sets(
     for name, labelled, root in sets:
         logits = collect_logits([backend], labelled.paths, description=f"eval {name}")[0]
         result.reports[name] = classification_report(logits, labelled.labels, bundle.labels)
+        if name == VAL_SET:
+            result.reference = score_reference(softmax(logits), bundle.labels)
         result.scores[name] = summarize(result.reports[name], root)
         if views:
             logits = collect_logits(
@@ -202,11 +206,19 @@ def evaluate_sets(
     return result
 
 
-def record_test_scores(bundle: Bundle, backend: Backend, scores: Mapping[str, ScoredSet]) -> None:
+def record_test_scores(
+    bundle: Bundle,
+    backend: Backend,
+    scores: Mapping[str, ScoredSet],
+    reference: ScoreReference | None = None,
+) -> None:
     """Write the test-set summaries into the bundle's manifest (staged, atomic), under the
-    backend's metrics entry; the validation summary is the export's to record, not ours."""
+    backend's metrics entry; the validation summary is the export's to record, not ours. A
+    bundle trained before drift references were stored also gets `reference`."""
     key = "torch" if backend.name == "torch" else backend.precision.value
     with stage_bundle(bundle.path, base=bundle) as stage:
+        if stage.manifest.reference is None:
+            stage.manifest.reference = reference
         entry = stage.manifest.metrics.setdefault(
             key, PrecisionMetrics(precision=backend.precision.value)
         )

@@ -47,7 +47,7 @@ def register(add_command: AddCommand) -> None:
     p.add_argument(
         "--no-record",
         action="store_true",
-        help="do not write the test-set scores into the bundle's manifest",
+        help="do not write the test-set scores (nor a missing drift reference) into the bundle's manifest",
     )
     add_backend_options(p)
     add_json(p)
@@ -92,8 +92,9 @@ def _eval(args: argparse.Namespace) -> int:
     test_dirs = [*args.data, *args.test]
     with create_backend(bundle, args.backend, precision(args.precision), args.threads) as backend:
         result = evaluate_sets(bundle, backend, test_dirs, args.tta)
-    if test_dirs and not args.no_record:
-        record_test_scores(bundle, backend, result.scores)
+    missing_reference = bundle.manifest.reference is None and result.reference is not None
+    if (test_dirs or missing_reference) and not args.no_record:
+        record_test_scores(bundle, backend, result.scores, result.reference)
     if args.json:
         print_json(result.as_dict())
         return 0

@@ -17,6 +17,7 @@ from edge_tl._deps import require
 from edge_tl.bundle import Precision
 from edge_tl.errors import EdgeTLError, validation_message
 from edge_tl.runtime.camera_motion import CameraMotionConfig
+from edge_tl.runtime.drift import DriftConfig
 from edge_tl.runtime.motion import MotionConfig
 
 __all__ = ["ServeConfig", "StreamConfig", "MqttConfig", "Line", "load_config"]
@@ -50,6 +51,7 @@ class StreamConfig(_Strict):
     line: Line = ((0.5, 0.0), (0.5, 1.0))  # default: a vertical line through the middle
     motion: MotionConfig = Field(default_factory=MotionConfig)
     camera_motion: CameraMotionConfig = Field(default_factory=CameraMotionConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     # a track whose centre lies in a box counted this many frames ago or less is a fragment
     # of that vehicle (a blob that split, a track that restarted), not a second vehicle
     recount_frames: int = Field(default=15, ge=0)

@@ -180,7 +180,13 @@ class Daemon:
             log.error("stream %s: %s", stream.name, exc)
             return
         self.sources[stream.name] = source
-        processor = StreamProcessor(stream, self.scheduler, self.bundle.labels, self.config.top_k)
+        processor = StreamProcessor(
+            stream,
+            self.scheduler,
+            self.bundle.labels,
+            self.config.top_k,
+            self.bundle.manifest.reference,
+        )
         video = (
             AnnotatedVideoSink(stream.annotated_video, source.fps or 15.0)
             if stream.annotated_video
@@ -211,6 +217,8 @@ class Daemon:
                 now = time.time()
                 if now - window_start >= 2.0:
                     self.metrics.fps.labels(stream.name).set(window_frames / (now - window_start))
+                    if processor.drift is not None:
+                        self.metrics.set_drift(stream.name, processor.drift.status())
                     window_start, window_frames = now, 0
                 self._sync_counters(stream.name, source.stats, seen)
                 self.metrics.state.labels(stream.name).set(

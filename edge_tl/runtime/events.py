@@ -4,7 +4,7 @@ Every event is one JSON object (one line in a .jsonl file):
 
 | field | type | meaning |
 |---|---|---|
-| `kind` | str | `class` (a frame or region classified), `count` (a track crossed the line), `camera_moved` (the camera began to pan, tilt, zoom or shake: counting pauses until it settles; no class fields) |
+| `kind` | str | `class` (a frame or region classified), `count` (a track crossed the line), `camera_moved` (the camera began to pan, tilt, zoom or shake; no class fields), `drift` (recent classifications parted from the validation reference, or came back; no class fields) |
 | `stream` | str | the stream's name |
 | `frame` | int | frame index in the stream (0-based, after stride) |
 | `time` | float | Unix time the frame was captured (decoded) |
@@ -17,6 +17,7 @@ Every event is one JSON object (one line in a .jsonl file):
 | `votes` | int | motion mode: how many crops of the track were classified |
 | `roi` | int | roi mode: the region's index |
 | `counts` | {class: int} | count events: the stream's running per-class totals |
+| `drift` | {figure: value} | `drift`: `drifting` (true when it began, false when it ended), `reason` (plain words), `samples`, `confidence_median`, `margin_median`, `low_confidence_share`, `confidence_ks`, `class_mix_distance` |
 | `shift_px` | float | `camera_moved`: per-frame displacement of the background in pixels at 320 px width |
 | `latency_ms` | {stage: float} | `decode`, `preprocess`, `infer`, `postprocess` (of the batch the image went in), `total` (capture to result) |
 """
@@ -30,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from edge_tl.runtime.classify import top_k
+from edge_tl.runtime.drift import DriftStatus
 from edge_tl.runtime.motion import Box
 from edge_tl.runtime.sources import Frame
 
-__all__ = ["EVENT_KINDS", "make_event", "camera_event"]
+__all__ = ["EVENT_KINDS", "make_event", "camera_event", "drift_event"]
 
-EVENT_KINDS = ("class", "count", "camera_moved")
+EVENT_KINDS = ("class", "count", "camera_moved", "drift")
 
 
 def make_event(
@@ -69,13 +71,23 @@ def make_event(
     }
 
 
-def camera_event(stream: str, frame: Frame, shift_px: float) -> dict[str, Any]:
-    """`camera_moved`: the stream's camera began to move; counting pauses until it settles."""
+def _stream_event(kind: str, stream: str, frame: Frame, **fields: Any) -> dict[str, Any]:
     return {
-        "kind": "camera_moved",
+        "kind": kind,
         "stream": stream,
         "frame": frame.index,
         "time": round(frame.captured_at, 6),
         "media_ms": round(frame.media_ms, 1),
-        "shift_px": round(shift_px, 2),
+        **fields,
     }
+
+
+def camera_event(stream: str, frame: Frame, shift_px: float) -> dict[str, Any]:
+    """`camera_moved`: the stream's camera began to pan, tilt, zoom or shake."""
+    return _stream_event("camera_moved", stream, frame, shift_px=round(shift_px, 2))
+
+
+def drift_event(stream: str, frame: Frame, status: DriftStatus) -> dict[str, Any]:
+    """`drift`: the stream's recent classifications parted from validation (or came back)."""
+    figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in status.__dict__.items()}
+    return _stream_event("drift", stream, frame, drift=figures)

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_tl.records import ScoreReference
 from edge_tl.runtime.camera_motion import CameraMotion
 from edge_tl.runtime.classify import Prediction
 from edge_tl.runtime.config import StreamConfig
-from edge_tl.runtime.events import camera_event, make_event
+from edge_tl.runtime.drift import DriftMonitor
+from edge_tl.runtime.events import camera_event, drift_event, make_event
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Frame
@@ -42,8 +44,15 @@ class StreamProcessor:
         scheduler: BatchScheduler,
         labels: Sequence[str],
         top_k: int = 3,
+        reference: ScoreReference | None = None,
     ) -> None:
         self.config, self.scheduler, self.labels = config, scheduler, list(labels)
+        # without a reference (bundles trained before it was stored) drift is not checked
+        self.drift = (
+            DriftMonitor(reference, self.labels, config.drift)
+            if reference is not None and config.drift.enabled
+            else None
+        )
         self.top_k = top_k
         self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
         self._smoothed: dict[int, np.ndarray] = {}
@@ -60,7 +69,19 @@ class StreamProcessor:
     def process(self, frame: Frame) -> Iterator[dict[str, Any]]:
         if self._detector is not None:
             yield from self._motion(frame, self._detector)
-            return
+        else:
+            yield from self._regions(frame)
+        if self.drift is not None and (status := self.drift.changed()) is not None:
+            yield drift_event(self.config.name, frame, status)
+
+    def _classify(self, crops: list[np.ndarray]) -> list[Prediction]:
+        predictions = self.scheduler.classify(crops)
+        if self.drift is not None:
+            for prediction in predictions:
+                self.drift.observe(prediction.scores)
+        return predictions
+
+    def _regions(self, frame: Frame) -> Iterator[dict[str, Any]]:
         height, width = frame.image.shape[:2]
         regions: list[Box] = (
             [(0, 0, width, height)]
@@ -71,7 +92,7 @@ class StreamProcessor:
             ]
         )
         crops = [frame.image[y : y + h, x : x + w] for x, y, w, h in regions]
-        predictions = self.scheduler.classify(crops)
+        predictions = self._classify(crops)
         for index, (box, prediction) in enumerate(zip(regions, predictions, strict=True)):
             extra = {"roi": index} if self.config.mode == "roi" else {}
             yield self._event(
@@ -116,9 +137,7 @@ class StreamProcessor:
                 to_classify.append(track)
         last: Prediction | None = None
         if to_classify:
-            predictions = self.scheduler.classify(
-                [self._crop(frame.image, t.box) for t in to_classify]
-            )
+            predictions = self._classify([self._crop(frame.image, t.box) for t in to_classify])
             for track, last in zip(to_classify, predictions, strict=True):
                 track.vote(last.scores)
         for track in crossing:

@@ -42,6 +42,16 @@ class DaemonMetrics:
             ["stream"],
             registry=self.registry,
         )
+        self.drift = {
+            name: prom.Gauge(f"edge_tl_drift_{name}", text, ["stream"], registry=self.registry)
+            for name, text in (
+                ("drifting", "1 when recent classifications part from validation"),
+                ("confidence_median", "Median top-1 probability of recent classifications"),
+                ("low_confidence_share", "Share below the validation 10th-percentile confidence"),
+                ("confidence_ks", "KS distance of recent confidences from validation"),
+                ("class_mix_distance", "Total variation of the recent class mix from validation"),
+            )
+        }
         self.latency = prom.Histogram(
             "edge_tl_capture_to_result_ms",
             "Capture-to-result latency per frame (ms)",
@@ -65,8 +75,16 @@ class DaemonMetrics:
     def count_event(self, stream: str, event: dict[str, Any]) -> None:
         if event["kind"] == "camera_moved":
             self.camera_moves.labels(stream).inc()
+        elif event["kind"] == "drift":
+            self.set_drift(stream, event["drift"])
         else:
             self.events.labels(stream, event["kind"], event["class"]).inc()
+
+    def set_drift(self, stream: str, status: Any) -> None:
+        """The drift figures of a stream (a DriftStatus, or a drift event's `drift` dict)."""
+        figures = status if isinstance(status, dict) else status.__dict__
+        for name, gauge in self.drift.items():
+            gauge.labels(stream).set(float(figures[name]))
 
     def exposition(self) -> bytes:
         import prometheus_client as prom

@@ -38,6 +38,7 @@ from edge_tl.metrics import classification_report, softmax, top1
 from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
 from edge_tl.records import ScoredSet
+from edge_tl.runtime.drift import score_reference
 from edge_tl.scorecard import (
     VAL_SET,
     TestSet,
@@ -389,6 +390,8 @@ def _write_bundle(
     """The torch metrics into the manifest, then model.pt, the report and its plots, staged."""
     measured_on = f"torch eager cpu ({report['phases']})"
     record_torch_scores(manifest, scores.scores, measured_on)
+    if scores.val_logits is not None:
+        manifest.reference = score_reference(softmax(scores.val_logits), data.classes)
     with stage_bundle(config.output, overwrite=config.overwrite) as stage:
         stage.manifest = manifest
         save_model(model, stage.new_file(MODEL_FILE), config.backbone, len(data.classes))
