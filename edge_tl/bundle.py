@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_tl import __version__
 from edge_tl.errors import BundleError, validation_message
-from edge_tl.records import EngineInfo, PrecisionMetrics, ScoreReference, upgrade_v1
+from edge_tl.records import EngineInfo, PrecisionMetrics, PriorInfo, ScoreReference, upgrade_v1
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -196,6 +196,7 @@ class Manifest(_Strict):
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     metrics: dict[str, PrecisionMetrics] = Field(default_factory=dict)  # "torch" or a precision
     reference: ScoreReference | None = None  # for the daemon's drift check; None: not checked
+    prior: PriorInfo | None = None  # graphs also output an ImageNet prior per label
     provenance: Provenance
 
     @model_validator(mode="before")

@@ -20,6 +20,7 @@ __all__ = [
     "InputProfile",
     "EngineInfo",
     "ScoreReference",
+    "PriorInfo",
     "upgrade_v1",
 ]
 
@@ -73,6 +74,14 @@ class EngineInfo(_Record):
     version_compatible: bool = False
     build_seconds: float | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PriorInfo(_Record):
+    """The backbone's ImageNet classifier kept as a second opinion (models/prior.py): the
+    graphs output each label's logit, then each label's prior log-probability."""
+
+    imagenet_classes: dict[str, list[str]]  # per label; labels absent here get no prior
+    floor: float = Field(ge=0, lt=1)  # prior share every label keeps
 
 
 class ScoreReference(_Record):

@@ -116,6 +116,12 @@ def register(add_command: AddCommand) -> None:
         "--balance", action="store_true", help="inverse-frequency class weights in the loss"
     )
     p.add_argument(
+        "--no-imagenet-prior",
+        action="store_true",
+        help="do not keep the backbone's ImageNet classifier as a second opinion for cameras the "
+        "model has never seen (labels matched by name: car, bike, bus, truck...)",
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
         help="stop at the first unreadable image instead of skipping it",
@@ -224,6 +230,7 @@ def train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         head=head,
         finetune=finetune,
         balance=args.balance,
+        imagenet_prior=not args.no_imagenet_prior,
         strict=args.strict,
         resume=args.resume,
         overwrite=args.overwrite,

@@ -34,7 +34,7 @@ def torch_to_onnx(
     require("onnxscript", "train")  # the dynamo exporter needs it; fail early with the extra
     from edge_tl.models.checkpoint import load_model
 
-    model = load_model(bundle.artifact_path(ArtifactKind.TORCH)).eval()
+    model = load_model(bundle.artifact_path(ArtifactKind.TORCH), with_prior=True).eval()
     spec = bundle.input_spec
     example = torch.zeros(2, 3, spec.height, spec.width)
     if raw_input is not None:

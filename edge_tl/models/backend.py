@@ -57,7 +57,8 @@ class TorchBackend(Backend):
         if self.precision == Precision.FP16 and self.device == "cpu":
             raise BackendError("torch fp16 needs a CUDA device (autocast); none is available")
         self._torch = torch
-        model = load_model(self.bundle.artifact_path(ArtifactKind.TORCH)).eval().to(self.device)
+        path = self.bundle.artifact_path(ArtifactKind.TORCH)
+        model = load_model(path, with_prior=True).eval().to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self._model = model

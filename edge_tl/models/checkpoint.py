@@ -16,20 +16,32 @@ __all__ = ["save_model", "load_model", "CHECKPOINT_FORMAT"]
 CHECKPOINT_FORMAT = "edge-tl/model-v1"
 
 
-def save_model(model: torch.nn.Module, path: Path, backbone: str, num_classes: int) -> None:
+def save_model(
+    model: torch.nn.Module,
+    path: Path,
+    backbone: str,
+    num_classes: int,
+    prior: torch.nn.Module | None = None,
+) -> None:
+    """The weights, what rebuilds the model, and the ImageNet prior head when there is one."""
     torch = require("torch", "train")
+    from edge_tl.models.prior import prior_state
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "backbone": backbone,
         "num_classes": num_classes,
         "state_dict": state,
+        "prior": prior_state(prior) if prior is not None else None,  # type: ignore[arg-type]
     }
     torch.save(payload, path)
 
 
-def load_model(path: Path) -> torch.nn.Module:
-    """Rebuild the model saved by `save_model` (no pretrained download: weights come from the file)."""
+def load_model(path: Path, with_prior: bool = False) -> torch.nn.Module:
+    """Rebuild the model saved by `save_model` (no pretrained download: weights come from the
+    file). With `with_prior` and a prior in the file, the model outputs its logits followed by
+    the prior's log-probabilities, as the exported graphs do."""
     torch = require("torch", "train")
     from edge_tl.models.registry import create_backbone
 
@@ -41,4 +53,8 @@ def load_model(path: Path) -> torch.nn.Module:
         raise BundleError(f"{path}: not an edge-tl model checkpoint (field 'format' missing)")
     model = create_backbone(payload["backbone"], payload["num_classes"], pretrained=False)
     model.load_state_dict(payload["state_dict"], strict=True)
+    if with_prior and payload.get("prior") is not None:
+        from edge_tl.models.prior import WithPrior, prior_from_state
+
+        return WithPrior(model, prior_from_state(payload["prior"]))
     return model

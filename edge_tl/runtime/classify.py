@@ -15,7 +15,7 @@ from edge_tl.metrics import softmax
 from edge_tl.preprocess import prepare_batch
 from edge_tl.runtime.backends.base import Backend
 
-__all__ = ["Prediction", "Classifier", "top_k", "classify_files"]
+__all__ = ["Prediction", "Classifier", "top_k", "fuse", "classify_files"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,18 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     # per-stage milliseconds of the batch this prediction was computed in
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # the ImageNet prior's probabilities per label, when the bundle has one (models/prior.py)
+    prior: np.ndarray | None = None
+
+
+def fuse(scores: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
+    """The head's and the prior's probabilities as one vector: a weighted geometric mean
+    (product of experts), renormalized. `weight` is the prior's share of the say."""
+    logp = (1 - weight) * np.log(np.maximum(scores, 1e-12)) + weight * np.log(
+        np.maximum(prior, 1e-12)
+    )
+    fused = np.exp(logp - logp.max(axis=-1, keepdims=True))
+    return fused / fused.sum(axis=-1, keepdims=True)
 
 
 def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[str, float]]:
@@ -50,19 +62,28 @@ class Classifier:
         t0 = time.perf_counter()
         batch = prepare_batch(images, self.backend.input_spec, self.backend.raw_input, source_order)
         t1 = time.perf_counter()
-        logits = self.backend.infer(batch)
+        logits, prior_logp = self.backend.infer_with_prior(batch)
         t2 = time.perf_counter()
         probabilities = softmax(logits.astype(np.float32))
+        priors = softmax(prior_logp.astype(np.float32)) if prior_logp is not None else None
         t3 = time.perf_counter()
         self.last_timings_ms = {
             "preprocess": (t1 - t0) * 1e3,
             "infer": (t2 - t1) * 1e3,
             "postprocess": (t3 - t2) * 1e3,
         }
-        return [self.decode(probs, self.last_timings_ms) for probs in probabilities]
+        return [
+            self.decode(probs, self.last_timings_ms, priors[i] if priors is not None else None)
+            for i, probs in enumerate(probabilities)
+        ]
 
-    def decode(self, scores: np.ndarray, timings_ms: dict[str, float] | None = None) -> Prediction:
-        """A Prediction from one probability vector."""
+    def decode(
+        self,
+        scores: np.ndarray,
+        timings_ms: dict[str, float] | None = None,
+        prior: np.ndarray | None = None,
+    ) -> Prediction:
+        """A Prediction from one probability vector (the head's; `prior` rides along)."""
         best = int(scores.argmax())
         return Prediction(
             label=self.labels[best],
@@ -71,6 +92,7 @@ class Classifier:
             scores=scores,
             top=top_k(scores, self.labels, self.top_k),
             timings_ms=dict(timings_ms or {}),
+            prior=prior,
         )
 
 

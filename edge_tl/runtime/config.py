@@ -52,6 +52,10 @@ class StreamConfig(_Strict):
     motion: MotionConfig = Field(default_factory=MotionConfig)
     camera_motion: CameraMotionConfig = Field(default_factory=CameraMotionConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    # the bundle's ImageNet prior fused into the head's scores: `auto` while the stream drifts
+    # (a camera unlike the training footage), `always`, or `never`
+    prior: Literal["auto", "always", "never"] = "auto"
+    prior_weight: float = Field(default=0.5, gt=0, lt=1)  # the prior's share when fused
     # a track whose centre lies in a box counted this many frames ago or less is a fragment
     # of that vehicle (a blob that split, a track that restarted), not a second vehicle
     recount_frames: int = Field(default=15, ge=0)

@@ -132,6 +132,11 @@ class DriftMonitor:
             reason="; ".join(reasons),
         )
 
+    @property
+    def drifting(self) -> bool:
+        """The verdict last reported by `changed`."""
+        return self._reported
+
     def changed(self) -> DriftStatus | None:
         """The status when the verdict differs from the last one reported, else None."""
         status = self.status()

@@ -16,6 +16,7 @@ Every event is one JSON object (one line in a .jsonl file):
 | `track_id` | int | motion mode: the track's id (absent otherwise) |
 | `votes` | int | motion mode: how many crops of the track were classified |
 | `roi` | int | roi mode: the region's index |
+| `prior` | bool | present (true) when the bundle's ImageNet prior was fused into `class`, `score` and `top` (the stream drifts, or `prior = "always"`) |
 | `counts` | {class: int} | count events: the stream's running per-class totals |
 | `drift` | {figure: value} | `drift`: `drifting` (true when it began, false when it ended), `reason` (plain words), `samples`, `confidence_median`, `margin_median`, `low_confidence_share`, `confidence_ks`, `class_mix_distance` |
 | `shift_px` | float | `camera_moved`: per-frame displacement of the background in pixels at 320 px width |

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_tl.records import ScoreReference
 from edge_tl.runtime.camera_motion import CameraMotion
-from edge_tl.runtime.classify import Prediction
+from edge_tl.runtime.classify import Prediction, fuse
 from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.drift import DriftMonitor
 from edge_tl.runtime.events import camera_event, drift_event, make_event
@@ -65,6 +65,7 @@ class StreamProcessor:
         self._tracker = IouTracker()
         self._counted: list[tuple[int, Box]] = []  # (frame, box) of recent counts
         self._vehicles: list[Box] = []  # the last frame's moving blobs
+        self._has_prior = False  # the bundle's graphs output an ImageNet prior
 
     def process(self, frame: Frame) -> Iterator[dict[str, Any]]:
         if self._detector is not None:
@@ -76,6 +77,7 @@ class StreamProcessor:
 
     def _classify(self, crops: list[np.ndarray]) -> list[Prediction]:
         predictions = self.scheduler.classify(crops)
+        self._has_prior = self._has_prior or any(p.prior is not None for p in predictions)
         if self.drift is not None:
             for prediction in predictions:
                 self.drift.observe(prediction.scores)
@@ -102,7 +104,7 @@ class StreamProcessor:
     def _smooth(self, key: int, prediction: Prediction) -> np.ndarray:
         alpha = self.config.smoothing
         previous = self._smoothed.get(key)
-        current = prediction.scores
+        current = self._final(prediction.scores, prediction.prior)
         smoothed = current if previous is None else alpha * current + (1 - alpha) * previous
         self._smoothed[key] = smoothed
         return smoothed
@@ -139,11 +141,12 @@ class StreamProcessor:
         if to_classify:
             predictions = self._classify([self._crop(frame.image, t.box) for t in to_classify])
             for track, last in zip(to_classify, predictions, strict=True):
-                track.vote(last.scores)
+                track.vote(last.scores, last.prior)
         for track in crossing:
             scores = track.mean_scores()
             if scores is None or self._recounted(track, frame.index):
                 continue
+            scores = self._final(scores, track.mean_prior())
             label = self.labels[int(scores.argmax())]
             self.counts[label] += 1
             yield self._event(
@@ -157,6 +160,18 @@ class StreamProcessor:
                 counts=dict(self.counts),
             )
         self._tracker.expire(frame.index)
+
+    def _prior_active(self) -> bool:
+        mode = self.config.prior
+        return mode == "always" or (
+            mode == "auto" and self.drift is not None and self.drift.drifting
+        )
+
+    def _final(self, scores: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+        """The head's scores, fused with the ImageNet prior when it is active."""
+        if prior is None or not self._prior_active():
+            return scores
+        return fuse(scores, prior, self.config.prior_weight)
 
     def _recounted(self, track: Track, frame_index: int) -> bool:
         """Whether `track` is a fragment of a vehicle counted moments ago (a blob that split,
@@ -187,6 +202,8 @@ class StreamProcessor:
         **extra: Any,
     ) -> dict[str, Any]:
         stage_ms = prediction.timings_ms if prediction is not None else None
+        if self._has_prior and self._prior_active():
+            extra["prior"] = True
         return make_event(
             kind, self.config.name, frame, scores, self.labels, box, self.top_k, stage_ms, **extra
         )

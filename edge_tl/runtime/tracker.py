@@ -23,6 +23,7 @@ class Track:
     # sum of the full class-probability vectors of every classified crop: no class is lost
     # to a top-k cut before the vote
     votes: np.ndarray | None = None
+    prior_votes: np.ndarray | None = None  # the same for the ImageNet prior, when there is one
     classified: int = 0  # how many times a crop was classified
     counted: bool = False
     side: float | None = None  # sign of the centre relative to the counting line
@@ -32,14 +33,21 @@ class Track:
         x, y, w, h = self.box
         return x + w / 2, y + h / 2
 
-    def vote(self, scores: np.ndarray) -> None:
-        """Add one classification's probability vector."""
+    def vote(self, scores: np.ndarray, prior: np.ndarray | None = None) -> None:
+        """Add one classification's probability vector (and the prior's)."""
         self.votes = scores.astype(np.float64) if self.votes is None else self.votes + scores
+        if prior is not None:
+            self.prior_votes = (
+                prior.astype(np.float64) if self.prior_votes is None else self.prior_votes + prior
+            )
         self.classified += 1
 
     def mean_scores(self) -> np.ndarray | None:
         """Mean probability vector over the track's classifications (None before the first)."""
         return None if self.votes is None else self.votes / self.classified
+
+    def mean_prior(self) -> np.ndarray | None:
+        return None if self.prior_votes is None else self.prior_votes / self.classified
 
 
 def iou(a: Box, b: Box) -> float:

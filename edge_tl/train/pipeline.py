@@ -37,7 +37,7 @@ from edge_tl.images import load_image
 from edge_tl.metrics import classification_report, softmax, top1
 from edge_tl.models.checkpoint import save_model
 from edge_tl.models.registry import create_backbone, get_spec
-from edge_tl.records import ScoredSet
+from edge_tl.records import PriorInfo, ScoredSet
 from edge_tl.runtime.drift import score_reference
 from edge_tl.scorecard import (
     VAL_SET,
@@ -78,6 +78,9 @@ class TrainConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=0))
     balance: bool = False  # inverse-frequency class weights in the loss
+    imagenet_prior: bool = (
+        True  # keep the backbone's ImageNet classifier as a prior (unseen cameras)
+    )
     strict: bool = False  # an unreadable image is fatal instead of skipped
     resume: bool = False  # continue fine-tuning from the checkpoint beside the output
     overwrite: bool = False
@@ -136,8 +139,9 @@ def train_bundle(config: TrainConfig) -> Bundle:
     finetuned = _finetune_phase(model, data, input_spec, config, class_weights)
     scores = _score(model, data, input_spec, config, head.val_logits if not finetuned else None)
     manifest = _manifest(config, data, spec, input_spec, head.feature_dim, bool(finetuned))
+    prior = _imagenet_prior(config, spec, manifest)
     report = _report(config, data, head, finetuned, scores, time.perf_counter() - started)
-    _write_bundle(config, manifest, model, report, data, scores)
+    _write_bundle(config, manifest, model, report, data, scores, prior)
     log.info(
         "wrote %s (val top-1 %s) in %.1f s",
         config.output,
@@ -304,6 +308,21 @@ def _score(
     return _Scores(val_logits, evaluation, scores, test_reports, warnings)
 
 
+def _imagenet_prior(config: TrainConfig, spec: Any, manifest: Manifest) -> Any:
+    """The backbone's ImageNet classifier as a prior for unseen cameras (models/prior.py),
+    recorded in the manifest; None when switched off, with custom weights, or no match."""
+    if not config.imagenet_prior or config.weights is not None:
+        return None
+    from edge_tl.models.prior import PRIOR_FLOOR, imagenet_prior  # imports torch
+
+    built = imagenet_prior(spec, manifest.labels)
+    if built is None:
+        return None
+    head, names = built
+    manifest.prior = PriorInfo(imagenet_classes=names, floor=PRIOR_FLOOR)
+    return head
+
+
 def _manifest(
     config: TrainConfig,
     data: _Data,
@@ -386,6 +405,7 @@ def _write_bundle(
     report: dict[str, Any],
     data: _Data,
     scores: _Scores,
+    prior: Any,
 ) -> None:
     """The torch metrics into the manifest, then model.pt, the report and its plots, staged."""
     measured_on = f"torch eager cpu ({report['phases']})"
@@ -394,7 +414,7 @@ def _write_bundle(
         manifest.reference = score_reference(softmax(scores.val_logits), data.classes)
     with stage_bundle(config.output, overwrite=config.overwrite) as stage:
         stage.manifest = manifest
-        save_model(model, stage.new_file(MODEL_FILE), config.backbone, len(data.classes))
+        save_model(model, stage.new_file(MODEL_FILE), config.backbone, len(data.classes), prior)
         stage.add_artifact(MODEL_FILE, ArtifactKind.TORCH, Precision.FP32)
         stage.new_file(TRAIN_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         _write_plots(stage.dir / REPORTS_DIR, report, data.folder, data.val, scores.val_logits)

@@ -85,6 +85,18 @@ class Backend(ABC):
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The head's logits, N x labels."""
+        return self.infer_outputs(batch)[:, : len(self.bundle.labels)]
+
+    def infer_with_prior(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The head's logits and, when the bundle has one, the ImageNet prior's
+        log-probabilities (both N x labels), from one pass."""
+        outputs = self.infer_outputs(batch)
+        n = len(self.bundle.labels)
+        return outputs[:, :n], outputs[:, n:] if self.bundle.manifest.prior is not None else None
+
+    def infer_outputs(self, batch: np.ndarray) -> np.ndarray:
+        """Everything the graph outputs: the logits, then the prior when there is one."""
         if not self.is_open:
             state = "closed" if self._closed else "not opened"
             raise BackendError(f"{self.name}: backend is {state}; call open() (or use `with`)")
