@@ -58,11 +58,7 @@ def make_event(
     latency = {"decode": frame.decode_ms, **(stage_ms or {})}
     latency["total"] = (time.time() - frame.captured_at) * 1e3
     return {
-        "kind": kind,
-        "stream": stream,
-        "frame": frame.index,
-        "time": round(frame.captured_at, 6),
-        "media_ms": round(frame.media_ms, 1),
+        **_header(kind, stream, frame),
         "class": labels[best],
         "score": round(float(scores[best]), 5),
         "top": [[label, round(score, 5)] for label, score in top_k(scores, labels, k)],
@@ -72,23 +68,23 @@ def make_event(
     }
 
 
-def _stream_event(kind: str, stream: str, frame: Frame, **fields: Any) -> dict[str, Any]:
+def _header(kind: str, stream: str, frame: Frame) -> dict[str, Any]:
+    """The fields every event starts with."""
     return {
         "kind": kind,
         "stream": stream,
         "frame": frame.index,
         "time": round(frame.captured_at, 6),
         "media_ms": round(frame.media_ms, 1),
-        **fields,
     }
 
 
 def camera_event(stream: str, frame: Frame, shift_px: float) -> dict[str, Any]:
     """`camera_moved`: the stream's camera began to pan, tilt, zoom or shake."""
-    return _stream_event("camera_moved", stream, frame, shift_px=round(shift_px, 2))
+    return _header("camera_moved", stream, frame) | {"shift_px": round(shift_px, 2)}
 
 
 def drift_event(stream: str, frame: Frame, status: DriftStatus) -> dict[str, Any]:
     """`drift`: the stream's recent classifications parted from validation (or came back)."""
     figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in status.__dict__.items()}
-    return _stream_event("drift", stream, frame, drift=figures)
+    return _header("drift", stream, frame) | {"drift": figures}
