@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_tl.bundle import Bundle
-from edge_tl.data.folder import ImageFolder, Sample, scan_image_folder
+from edge_tl.data.folder import ImageFolder, Sample, scan_dataset
 from edge_tl.errors import DataError
 from edge_tl.images import load_image
 from edge_tl.metrics import log_softmax
@@ -124,8 +124,14 @@ def validation_images(bundle: Bundle, limit: int | None = None) -> LabelledImage
     root = Path(dataset.root)
     if not root.is_dir():
         return None
-    folder = scan_image_folder(root)
+    folder = scan_dataset(root).folder
     return labelled_subset(bundle.labels, folder, folder.subset(dataset.split.val_files[:limit]))
+
+
+def dataset_test_dir(bundle: Bundle) -> Path | None:
+    """DATA/test of the dataset the bundle was trained on, when it is still there."""
+    dataset = bundle.manifest.provenance.dataset
+    return scan_dataset(dataset.root).test_dir if dataset and Path(dataset.root).is_dir() else None
 
 
 def labelled_subset(

@@ -85,11 +85,15 @@ def register(add_command: AddCommand) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from edge_tl.bundle import Bundle
+    from edge_tl.evaluate import dataset_test_dir
     from edge_tl.runtime import create_backend
     from edge_tl.scorecard import evaluate_sets, record_test_scores
 
     bundle = Bundle.load(args.bundle)
     test_dirs = [*args.data, *args.test]
+    own_test = dataset_test_dir(bundle)  # DATA/test of a train/val/test dataset
+    if own_test is not None and all(Path(d).resolve() != own_test.resolve() for d in test_dirs):
+        test_dirs.append(own_test)
     with create_backend(bundle, args.backend, precision(args.precision), args.threads) as backend:
         result = evaluate_sets(bundle, backend, test_dirs, args.tta)
     missing_reference = bundle.manifest.reference is None and result.reference is not None

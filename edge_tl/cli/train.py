@@ -239,19 +239,28 @@ def train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from edge_tl.data.folder import scan_dataset
+    from edge_tl.data.folder import scan_dataset, scan_image_folder
     from edge_tl.data.validate import validate_folder
 
-    folder, _ = scan_dataset(args.data)
-    report = validate_folder(folder, strict=args.strict)
+    dataset = scan_dataset(args.data)
+    parts = {"train and val" if dataset.test_dir else "dataset": dataset.folder}
+    if dataset.test_dir:
+        parts["test"] = scan_image_folder(dataset.test_dir, min_classes=1)
+    reports = {name: validate_folder(folder, strict=args.strict) for name, folder in parts.items()}
     if args.json:
-        print_json(report.as_dict())
-    else:
-        table(
-            f"{folder.root}: {len(folder.samples)} images",
-            ["class", "images"],
-            list(report.class_counts.items()),
+        print_json(
+            reports["dataset"].as_dict()
+            if len(reports) == 1
+            else {name: report.as_dict() for name, report in reports.items()}
         )
-        for warning in report.warnings() or ["no problems found"]:
-            print(f"- {warning}")
-    return 1 if args.strict and report.unreadable else 0
+    else:
+        for name, report in reports.items():
+            folder = parts[name]
+            table(
+                f"{folder.root} ({name}): {len(folder.samples)} images",
+                ["class", "images"],
+                list(report.class_counts.items()),
+            )
+            for warning in report.warnings() or ["no problems found"]:
+                print(f"- {warning}")
+    return 1 if args.strict and any(r.unreadable for r in reports.values()) else 0

@@ -19,6 +19,7 @@ __all__ = [
     "ImageFolder",
     "scan_image_folder",
     "scan_dataset",
+    "Dataset",
     "stratified_split",
 ]
 
@@ -134,13 +135,20 @@ def stratified_split(
     return train, val
 
 
-def scan_dataset(root: str | os.PathLike[str]) -> tuple[ImageFolder, list[str] | None]:
-    """An ImageFolder, or a folder with train/ and val/ (and optional test/) splits inside.
+@dataclass(frozen=True)
+class Dataset:
+    """A training dataset as every command reads it (train, export, eval, data-check)."""
 
-    Returns the folder (relpaths keep the split prefix) and the predefined validation relpaths,
-    or None when the split is ours to make.
-    """
+    folder: ImageFolder  # train and val images; relpaths keep the split prefix (train/car/1.jpg)
+    val_relpaths: list[str] | None  # a predefined validation split, or None: ours to make
+    test_dir: Path | None = None  # DATA/test: scored as a test set, never trained on
+
+
+def scan_dataset(root: str | os.PathLike[str]) -> Dataset:
+    """An ImageFolder (root/<class>/<image>), or a folder with train/ and val/ (and optional
+    test/) splits inside, as Ultralytics' classification datasets are laid out."""
     root = Path(root)
+    test_dir = root / "test" if (root / "test").is_dir() else None
     if (root / "train").is_dir() and (root / "val").is_dir():
         train = scan_image_folder(root / "train")
         val = scan_image_folder(root / "val")
@@ -152,5 +160,11 @@ def scan_dataset(root: str | os.PathLike[str]) -> tuple[ImageFolder, list[str] |
         samples = [Sample(f"train/{s.relpath}", s.label) for s in train.samples]
         val_samples = [Sample(f"val/{s.relpath}", s.label) for s in val.samples]
         folder = ImageFolder(root=root, classes=train.classes, samples=samples + val_samples)
-        return folder, [s.relpath for s in val_samples]
-    return scan_image_folder(root), None
+        return Dataset(folder, [s.relpath for s in val_samples], test_dir)
+    if (root / "train").is_dir():
+        train = scan_image_folder(root / "train")
+        samples = [Sample(f"train/{s.relpath}", s.label) for s in train.samples]
+        return Dataset(
+            ImageFolder(root=root, classes=train.classes, samples=samples), None, test_dir
+        )
+    return Dataset(scan_image_folder(root), None)

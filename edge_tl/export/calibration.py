@@ -6,18 +6,22 @@ Yields the protocol ONNX Runtime's calibrators consume: `{input_name: NCHW float
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
 from edge_tl.bundle import Bundle
-from edge_tl.data.folder import Sample, scan_image_folder
+from edge_tl.data.folder import Sample, scan_dataset
 from edge_tl.errors import ExportError
 from edge_tl.images import load_image
 from edge_tl.preprocess import prepare_batch
 
 __all__ = ["MIN_CALIBRATION_IMAGES", "training_images", "calibration_feeds"]
 
+log = logging.getLogger(__name__)
+
 MIN_CALIBRATION_IMAGES = 16
+RECOMMENDED_CALIBRATION_IMAGES = 256  # the export default; fewer still works, with a warning
 
 
 def training_images(bundle: Bundle, count: int, seed: int = 0) -> list[Path]:
@@ -34,18 +38,25 @@ def training_images(bundle: Bundle, count: int, seed: int = 0) -> list[Path]:
             f"{bundle.path}: INT8 calibration needs the training images, and the dataset the "
             f"bundle was trained on is not at {where}"
         )
-    folder = scan_image_folder(dataset.root)
+    folder = scan_dataset(dataset.root).folder  # test/ is never drawn from
     val = set(dataset.split.val_files) if dataset.split else set()
     by_class: dict[int, list[Sample]] = {}
     for sample in folder.samples:
         if sample.relpath not in val:
             by_class.setdefault(sample.label, []).append(sample)
     available = sum(len(v) for v in by_class.values())
-    if available < count:
+    if available < MIN_CALIBRATION_IMAGES:
         raise ExportError(
-            f"{folder.root}: only {available} training images for INT8 calibration, "
-            f"--calib-images asks for {count}; lower it"
+            f"{folder.root}: only {available} training images; INT8 calibration needs at least "
+            f"{MIN_CALIBRATION_IMAGES} (export --precision fp32,fp16 needs none)"
         )
+    if available < count:
+        log.warning(
+            "INT8 calibration on all %d training images (asked for %d; below %d the ranges are "
+            "rougher: compare int8's accuracy with fp32's in the export table)",
+            available, count, RECOMMENDED_CALIBRATION_IMAGES,
+        )  # fmt: skip
+        count = available
     rng = random.Random(seed)
     for samples in by_class.values():
         rng.shuffle(samples)

@@ -154,7 +154,8 @@ def train_bundle(config: TrainConfig) -> Bundle:
 def _prepare_data(config: TrainConfig) -> _Data:
     """Validate the folder, drop unreadable images, split (or take the given split), and load
     the test sets (so a bad test folder fails before any training)."""
-    folder, predefined_val = scan_dataset(config.data_dir)
+    dataset = scan_dataset(config.data_dir)
+    folder, predefined_val = dataset.folder, dataset.val_relpaths
     data_report = validate_folder(folder, strict=config.strict)
     for warning in data_report.warnings():
         log.warning("%s: %s", folder.root, warning)
@@ -175,7 +176,8 @@ def _prepare_data(config: TrainConfig) -> _Data:
             len(leaks),
             *leaks[0],
         )
-    test_sets = load_test_sets(config.test_dirs, folder.classes)
+    test_dirs = [*config.test_dirs, *([dataset.test_dir] if dataset.test_dir else [])]
+    test_sets = load_test_sets(test_dirs, folder.classes)
     return _Data(folder, train, val, data_report, leaks, test_sets)
 
 
