@@ -77,6 +77,10 @@ def calibration_feeds(
     last batch would fail), decoded once and reused by the range check and the quantizer."""
     spec, raw = bundle.input_spec, bundle.manifest.raw_input
     batch_size = min(batch_size, len(paths))
+    # the largest batch up to `batch_size` that divides the images evenly uses all of them
+    # (27 → 3 x 9); a prime count would mean batches of 1, so then the rest is dropped
+    divisor = next(b for b in range(batch_size, 0, -1) if len(paths) % b == 0)
+    batch_size = divisor if divisor >= 4 else batch_size
     usable = len(paths) - len(paths) % batch_size
     return [
         {input_name: prepare_batch([load_image(p) for p in paths[i : i + batch_size]], spec, raw)}

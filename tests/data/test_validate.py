@@ -75,7 +75,9 @@ def test_predefined_split_and_leak_detection(tmp_path: Path) -> None:
         tmp_path / "d" / "train" / "disc" / "disc_000.png",
         tmp_path / "d" / "val" / "disc" / "leak.png",
     )
-    folder, val_files = scan_dataset(tmp_path / "d")
+    dataset = scan_dataset(tmp_path / "d")
+    folder, val_files = dataset.folder, dataset.val_relpaths
+    assert dataset.test_dir is None
     assert (
         val_files is not None
         and len(val_files) == 7

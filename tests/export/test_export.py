@@ -107,9 +107,13 @@ def test_too_few_calibration_images_leaves_bundle_untouched(
     result = run_cli("export", str(bundle_dir), "--precision", "int8", "--calib-images", "4")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("edge-tl: error: --calib-images 4: too few")
-    result = run_cli("export", str(bundle_dir), "--precision", "int8", "--calib-images", "500")
-    assert result.returncode == 1 and "only 27 training images" in result.stderr
     assert snapshot(bundle_dir) == before
+    # more than there are: all of them, with a warning (issue 16: small datasets export)
+    result = run_cli("export", str(bundle_dir), "--precision", "int8", "--calib-images", "500")
+    assert result.returncode == 0, result.stderr
+    assert "INT8 calibration on all 27 training images (asked for 500" in result.stderr
+    details = Bundle.load(bundle_dir).find(ArtifactKind.ONNX, Precision.INT8).details  # type: ignore[union-attr]
+    assert details["calibration"]["images"] == 27
 
 
 def test_unknown_precision_is_one_line(exported_bundle: Path) -> None:
