@@ -50,6 +50,7 @@ __all__ = [
     "Bundle",
     "BundleStage",
     "stage_bundle",
+    "check_bundle_target",
     "sha256_file",
     "library_versions",
 ]
@@ -342,6 +343,17 @@ class BundleStage:
         return artifact
 
 
+def check_bundle_target(target: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Fail now, before minutes of work, when `target` cannot become a bundle: it exists
+    (without `overwrite`) or the nearest existing folder above it is not writable."""
+    target = Path(target).absolute()
+    if target.exists() and not overwrite:
+        raise BundleError(f"{target}: already exists; pass --overwrite or choose another path")
+    existing = next(p for p in target.parents if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise BundleError(f"{existing}: not writable, so {target.name} cannot be written there")
+
+
 @contextlib.contextmanager
 def stage_bundle(
     target: str | os.PathLike[str], base: Bundle | None = None, overwrite: bool = False
@@ -352,8 +364,7 @@ def stage_bundle(
     artifacts cost nothing). On an exception nothing at `target` changes.
     """
     target = Path(target).absolute()
-    if target.exists() and base is None and not overwrite:
-        raise BundleError(f"{target}: already exists; pass --overwrite or choose another path")
+    check_bundle_target(target, overwrite or base is not None)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

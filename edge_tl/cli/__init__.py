@@ -32,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"edge-tl: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a read-only or full output folder: the file and the reason
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edge-tl: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("edge-tl: interrupted", file=sys.stderr)
         return 130

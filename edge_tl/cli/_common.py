@@ -44,6 +44,17 @@ def add_test_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--test", type=Path, action="append", default=[], metavar="DIR", help=help)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count of images, iterations...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
@@ -51,7 +62,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         help="auto, onnxruntime, tensorrt or torch (default: %(default)s)",
     )
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
 
 
 def print_json(data: Any) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_tl.cli._common import AddCommand, add_json, comma_list, precisions, print_json, table
+from edge_tl.cli._common import (
+    AddCommand,
+    add_json,
+    comma_list,
+    positive_int,
+    precisions,
+    print_json,
+    table,
+)
 from edge_tl.errors import EdgeTLError
 
 __all__ = ["register"]
@@ -31,11 +39,15 @@ def register(add_command: AddCommand) -> None:
     p.add_argument(
         "--warmup", type=int, default=10, help="untimed iterations (default: %(default)s)"
     )
-    p.add_argument("--iters", type=int, default=100, help="timed iterations (default: %(default)s)")
+    p.add_argument(
+        "--iters", type=positive_int, default=100, help="timed iterations (default: %(default)s)"
+    )
     p.add_argument(
         "--duration", type=float, default=None, help="seconds per configuration instead of --iters"
     )
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads for every backend")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="intra-op threads for every backend"
+    )
     p.add_argument(
         "--no-naive", action="store_true", help="skip the naive PyTorch baseline (fresh process)"
     )
@@ -72,7 +84,10 @@ def register(add_command: AddCommand) -> None:
         help="report folder (default: %(default)s)",
     )
     p.add_argument(
-        "--input-size", type=int, default=224, help="model input side (default: %(default)s)"
+        "--input-size",
+        type=positive_int,
+        default=224,
+        help="model input side (default: %(default)s)",
     )
     p.add_argument(
         "--bench-iters",
@@ -80,7 +95,7 @@ def register(add_command: AddCommand) -> None:
         default=100,
         help="timed iterations per backend (default: %(default)s)",
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     add_json(p)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from edge_tl.cli._common import (
     AddCommand,
     add_backend_options,
     add_json,
+    positive_int,
     precision,
     print_json,
     table,
@@ -26,21 +28,34 @@ def register(add_command: AddCommand) -> None:
     p.add_argument("images", type=Path, nargs="+", help="image files or folders")
     add_backend_options(p)
     p.add_argument(
-        "--top-k", type=int, default=3, help="classes to show per image (default: %(default)s)"
+        "--top-k",
+        type=positive_int,
+        default=3,
+        help="classes to show per image (default: %(default)s)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     add_json(p)
 
     p = add_command(
         "stream", _stream, "Classify every frame of a video file and write JSON Lines events."
     )
     p.add_argument("bundle", type=Path)
-    p.add_argument("--source", type=Path, required=True, help="video file or image folder")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="whatever serve takes: video file, image folder, camera index, /dev/videoN, "
+        "rtsp://..., gst:PIPELINE",
+    )
     p.add_argument("--out", type=Path, default=None, help="events file (.jsonl); default: stdout")
     p.add_argument(
-        "--stride", type=int, default=1, help="classify every Nth frame (default: %(default)s)"
+        "--stride",
+        type=positive_int,
+        default=1,
+        help="classify every Nth frame (default: %(default)s)",
     )
-    p.add_argument("--max-frames", type=int, default=None, help="stop after N classified frames")
+    p.add_argument(
+        "--max-frames", type=positive_int, default=None, help="stop after N classified frames"
+    )
     add_backend_options(p)
     add_json(p, "print the run summary as JSON (events still go to --out)")
 
@@ -102,9 +117,11 @@ def _stream(args: argparse.Namespace) -> int:
         stride=args.stride,
         max_frames=args.max_frames,
     )
-    if args.json:
+    if args.out is None:  # stdout holds the events (JSONL): the summary goes to stderr
+        print(json.dumps(summary), file=sys.stderr)
+    elif args.json:
         print_json(summary)
-    elif args.out is not None:
+    else:
         print(
             f"{summary['frames']} frames at {summary['fps']:.1f} fps ({summary['backend']}) → "
             f"{args.out}; classes: {summary['class_counts']}"
@@ -118,4 +135,11 @@ def _serve(args: argparse.Namespace) -> int:
     report = serve(args.config)
     if args.json:
         print_json(report)
+    if not any(s["frames"] for s in report["streams"].values()):
+        errors = {n: s["error"] for n, s in report["streams"].items() if s["error"]}
+        print(
+            f"edge-tl: error: no stream delivered a frame: {errors or 'none connected'}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_tl.cli._common import AddCommand, add_json, add_test_option, pct, print_json, table
+from edge_tl.cli._common import (
+    AddCommand,
+    add_json,
+    add_test_option,
+    pct,
+    positive_int,
+    print_json,
+    table,
+)
 from edge_tl.errors import EdgeTLError
 
 __all__ = ["register", "train_config"]
@@ -45,7 +53,10 @@ def register(add_command: AddCommand) -> None:
         "Never used for training or to choose epochs",
     )
     p.add_argument(
-        "--input-size", type=int, default=None, help="input side in pixels (default: the preset's)"
+        "--input-size",
+        type=positive_int,
+        default=None,
+        help="input side in pixels (default: the preset's)",
     )
     p.add_argument(
         "--resize",
@@ -62,7 +73,9 @@ def register(add_command: AddCommand) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="split and training seed (default: %(default)s)"
     )
-    p.add_argument("--epochs", type=int, default=None, help="head epochs on cached features")
+    p.add_argument(
+        "--epochs", type=positive_int, default=None, help="head epochs on cached features"
+    )
     p.add_argument(
         "--head-views",
         type=int,
@@ -71,9 +84,12 @@ def register(add_command: AddCommand) -> None:
         "backbone pass over the training set)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=32, help="feature extraction batch (default: %(default)s)"
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="feature extraction batch (default: %(default)s)",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     p.add_argument(
         "--finetune-epochs",

@@ -1,8 +1,8 @@
 """The daemon's config (TOML, or YAML when PyYAML is installed), validated with pydantic and
 used as it is: the stream processor, the sources and the sinks read these models directly.
 
-An unknown or misspelt field is an error that names the field and the file. A relative
-`bundle` resolves against the config file's folder.
+An unknown or misspelt field is an error that names the field and the file. Relative paths
+(`bundle`, `events`, `counts`, `annotated_video`) resolve against the config file's folder.
 """
 
 from __future__ import annotations
@@ -122,6 +122,17 @@ def load_config(path: Path) -> ServeConfig:
         raise EdgeTLError(
             f"{path}: field 'streams': stream names must be unique ({', '.join(names)})"
         )
+    # one rule for every path in the file: relative to the file's folder, not to where the
+    # daemon happens to be started from
     base = path.parent
-    config.bundle = config.bundle if config.bundle.is_absolute() else base / config.bundle
+    config.bundle = _under(base, config.bundle)
+    config.events = _under(base, config.events) if config.events else None
+    config.counts = _under(base, config.counts) if config.counts else None
+    for stream in config.streams:
+        if stream.annotated_video is not None:
+            stream.annotated_video = _under(base, stream.annotated_video)
     return config
+
+
+def _under(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path

@@ -120,10 +120,17 @@ class Daemon:
 
     def run(self) -> int:
         try:
+            for stream in self.config.streams:  # every series exists from the start, 0 until live
+                self.metrics.declare_stream(stream.name)
             if self.config.metrics_port is not None:
-                self._http = serve_http(
-                    self.config.metrics_host, self.config.metrics_port, self.metrics, self.health
-                )
+                host, port = self.config.metrics_host, self.config.metrics_port
+                try:
+                    self._http = serve_http(host, port, self.metrics, self.health)
+                except OSError as exc:
+                    raise EdgeTLError(
+                        f"metrics_port {port} on {host}: {exc.strerror or exc} (another "
+                        "process holds it? choose another metrics_port)"
+                    ) from None
                 log.info(
                     "metrics on http://%s:%d/metrics",
                     self.config.metrics_host,

@@ -72,6 +72,12 @@ class DaemonMetrics:
             "edge_tl_mean_batch_size", "Mean inference batch size", registry=self.registry
         )
 
+    def declare_stream(self, stream: str) -> None:
+        """Create the stream's series at 0, so a camera that never connects is visible."""
+        for metric in (self.frames, self.dropped, self.reconnects, self.camera_moves):
+            metric.labels(stream)
+        self.state.labels(stream).set(0)
+
     def count_event(self, stream: str, event: dict[str, Any]) -> None:
         if event["kind"] == "camera_moved":
             self.camera_moves.labels(stream).inc()

@@ -221,7 +221,8 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         base = min(self.max_s, self.initial_s * self.factor**attempt)
-        return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
+        # capped after the jitter: max_s is a promise to the operator, not a centre
+        return min(self.max_s, max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter))))
 
 
 class LiveSource:

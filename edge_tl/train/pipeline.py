@@ -28,11 +28,13 @@ from edge_tl.bundle import (
     Precision,
     ResizePolicy,
     SplitInfo,
+    check_bundle_target,
     new_provenance,
     stage_bundle,
 )
 from edge_tl.data.folder import ImageFolder, Sample, scan_dataset, stratified_split
 from edge_tl.data.validate import DataReport, validate_folder
+from edge_tl.errors import DataError
 from edge_tl.images import load_image
 from edge_tl.metrics import classification_report, softmax, top1
 from edge_tl.models.checkpoint import save_model
@@ -116,6 +118,7 @@ class _Scores:
 def train_bundle(config: TrainConfig) -> Bundle:
     """Check the data, train both phases, write a bundle at `config.output`, return it verified."""
     tune_malloc()
+    check_bundle_target(config.output, config.overwrite)
     torch = require("torch", "train")
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -161,6 +164,8 @@ def _prepare_data(config: TrainConfig) -> _Data:
         log.warning("%s: %s", folder.root, warning)
     unreadable = {issue.relpath for issue in data_report.unreadable}
     usable = [s for s in folder.samples if s.relpath not in unreadable]
+    if not usable:
+        raise DataError(f"{folder.root}: none of its {len(folder.samples)} images can be read")
     if predefined_val is not None:
         val_set = set(predefined_val)
         train = [s for s in usable if s.relpath not in val_set]

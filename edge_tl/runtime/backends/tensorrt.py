@@ -9,7 +9,9 @@ Needs a GPU: written against the documented API, not run in CI (tests say so whe
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,13 @@ from edge_tl.bundle import Artifact, ArtifactKind, Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.records import EngineInfo
 from edge_tl.runtime.backends.base import Backend
-from edge_tl.runtime.trt_flavour import EngineTarget, engine_mismatch, import_tensorrt, make_logger
+from edge_tl.runtime.trt_flavour import (
+    FLAVOURS,
+    EngineTarget,
+    engine_mismatch,
+    import_tensorrt,
+    make_logger,
+)
 
 __all__ = ["TensorRTBackend", "LoadedEngine", "load_engine", "engine_target"]
 
@@ -72,6 +80,11 @@ def load_engine(plan_path: Path, artifact: Artifact) -> LoadedEngine:
     return LoadedEngine(trt, logger, runtime, engine)
 
 
+def _builder_installed() -> bool:
+    """Whether `edge-tl build` could run here (a hint to run it is noise otherwise)."""
+    return any(importlib.util.find_spec(module) for module, _ in FLAVOURS.values())
+
+
 def _last_errors(logger: Any) -> str:
     return "; ".join(logger.errors()[-2:]) or "no reason logged"
 
@@ -104,7 +117,9 @@ class TensorRTBackend(Backend):
             if a.kind == ArtifactKind.ENGINE and a.precision == precision
         ]
         if not engines:
-            return f"the bundle has no {precision.value} TensorRT engine (run: edge-tl build {bundle.path} --precision {precision.value})"
+            build = ["edge-tl", "build", str(bundle.path), "--precision", precision.value]
+            hint = f" (run: {shlex.join(build)})" if _builder_installed() else ""
+            return f"the bundle has no {precision.value} TensorRT engine{hint}"
         try:
             here = _runtime_target(_engine_info(engines[0]).flavour)
         except Exception as exc:  # no GPU, no TensorRT: say so instead of failing later

@@ -1,0 +1,218 @@
+"""What stopped or misled a new user (issue 16): each test fails on the code before the fix."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_tl.bundle import Bundle, Precision
+from edge_tl.cli import build_parser
+from edge_tl.runtime.backends import tensorrt as trt_backend
+from edge_tl.runtime.config import load_config
+from edge_tl.runtime.daemon import Daemon
+from edge_tl.runtime.events import EVENT_KINDS
+from edge_tl.runtime.sources import Backoff
+from tests.conftest import run_cli
+from tests.runtime.test_stream_runtime import make_traffic_clip
+
+
+def test_an_existing_output_is_refused_before_any_work(tmp_path: Path) -> None:
+    """Item 4: checked first, so even a missing dataset is not reached."""
+    (tmp_path / "bundle").mkdir()
+    result = run_cli("train", str(tmp_path / "no-such-data"), "-o", str(tmp_path / "bundle"))
+    assert result.returncode == 1
+    assert (
+        "already exists; pass --overwrite" in result.stderr and "no-such-data" not in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["predict", "b", "x.jpg", "--top-k", "0"], "--top-k"),
+        (["predict", "b", "x.jpg", "--batch-size", "0"], "--batch-size"),
+        (["bench", "b", "--iters", "0"], "--iters"),
+        (["train", "d", "-o", "o", "--epochs", "0"], "--epochs"),
+        (["stream", "b", "--source", "x.mp4", "--stride", "-1"], "--stride"),
+    ],
+)
+def test_counts_below_one_are_refused_before_any_work(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 7: argparse refuses them (exit 2) instead of a traceback minutes later."""
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: " in capsys.readouterr().err
+
+
+def test_a_folder_of_unreadable_images_is_one_line(tmp_path: Path) -> None:
+    """Item 7: no ZeroDivisionError from the head trainer."""
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "data" / label / f"{i}.jpg").write_bytes(b"not a jpeg")
+    result = run_cli("train", str(tmp_path / "data"), "-o", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "none of its 6 images can be read" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_unwritable_output_is_one_line(exported_bundle: Path, tmp_path: Path) -> None:
+    """Item 7: an OSError while writing names the path (a file where a folder should be; a
+    read-only folder behaves the same for users, but not for root, who runs CI)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    clip = tmp_path / "clip.mp4"
+    make_traffic_clip(clip, ["disc"])
+    result = run_cli(
+        "stream", str(exported_bundle), "--source", str(clip), "--out", str(blocker / "e.jsonl")
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and str(blocker) in result.stderr
+
+
+def test_stream_takes_every_source_serve_takes() -> None:
+    """Item 8: the URL is not turned into a path (rtsp:/127...)."""
+    args = build_parser().parse_args(["stream", "b", "--source", "rtsp://127.0.0.1:8554/cam"])
+    assert args.source == "rtsp://127.0.0.1:8554/cam"
+
+
+@pytest.mark.slow
+def test_stream_to_stdout_keeps_stdout_pure_jsonl(exported_bundle: Path, tmp_path: Path) -> None:
+    """Item 8: events on stdout, one JSON object per line; the summary on stderr."""
+    clip = tmp_path / "clip.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"])
+    result = run_cli("stream", str(exported_bundle), "--source", str(clip), "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]  # every line is JSON
+    classified = [e for e in events if e["kind"] == "class"]
+    assert classified and {e["kind"] for e in events} <= set(EVENT_KINDS)
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert summary["frames"] == len(classified)
+
+
+def test_reconnect_delays_never_exceed_the_maximum() -> None:
+    """Item 11: the cap is applied after the jitter (33.4 s was seen with a 30 s maximum)."""
+    backoff, rng = Backoff(initial_s=0.5, max_s=30.0, jitter=0.2), random.Random(0)
+    delays = [backoff.delay(attempt, rng) for attempt in range(20) for _ in range(50)]
+    assert max(delays) <= 30.0 and max(delays) > 29.0
+
+
+def test_build_hint_only_where_a_builder_is_installed(
+    exported_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 13: no `run: edge-tl build` on a CPU-only box; the path quoted where it is given."""
+    spaced = tmp_path / "my bundle"
+    spaced.symlink_to(exported_bundle)
+    bundle = Bundle.load(spaced)
+    monkeypatch.setattr(trt_backend, "_builder_installed", lambda: False)
+    quiet = trt_backend.TensorRTBackend.cannot_serve(bundle, Precision.FP16)
+    assert quiet == "the bundle has no fp16 TensorRT engine"
+    monkeypatch.setattr(trt_backend, "_builder_installed", lambda: True)
+    hinted = trt_backend.TensorRTBackend.cannot_serve(bundle, Precision.FP16)
+    assert f"run: edge-tl build '{spaced}' --precision fp16" in hinted  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_a_camera_that_never_connects_is_visible_and_serve_fails(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    """Item 5: its series exist from the start; `serve` exits non-zero when nothing ran."""
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{exported_bundle}"\nmetrics_port = 0\n'
+        '[[streams]]\nname = "dead"\nsource = "rtsp://127.0.0.1:9/none"\n'
+        "reconnect_initial_s = 0.1\nreconnect_max_s = 0.2\n"
+    )
+    daemon = Daemon(load_config(config))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        time.sleep(1.5)
+        text = daemon.metrics.exposition().decode()
+    finally:
+        daemon.stop()
+        runner.join(timeout=20)
+    assert 'edge_tl_stream_up{stream="dead"} 0.0' in text
+    assert 'edge_tl_reconnects_total{stream="dead"}' in text
+    assert 'edge_tl_frames_total{stream="dead"} 0.0' in text
+
+    files = tmp_path / "files.toml"
+    files.write_text(
+        f'bundle = "{exported_bundle}"\n[[streams]]\nname = "gone"\nsource = "{tmp_path / "no.mp4"}"\n'
+    )
+    result = run_cli("serve", str(files))
+    assert result.returncode == 1
+    assert "no stream delivered a frame" in result.stderr and "no.mp4" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_busy_metrics_port_is_one_line(exported_bundle: Path, tmp_path: Path) -> None:
+    """Item 5: not an OSError traceback."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    clip = tmp_path / "clip.mp4"
+    make_traffic_clip(clip, ["disc"])
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{exported_bundle}"\nmetrics_host = "127.0.0.1"\nmetrics_port = {port}\n'
+        f'[[streams]]\nname = "a"\nsource = "{clip}"\n'
+    )
+    try:
+        result = run_cli("serve", str(config))
+    finally:
+        holder.close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"metrics_port {port} on 127.0.0.1" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_events_file_is_readable_while_the_daemon_runs(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    """Item 6: a reader tailing the file sees events within a second."""
+    clip = tmp_path / "clip.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"] * 6)
+    events = tmp_path / "events.jsonl"
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{exported_bundle}"\nevents = "{events}"\n'
+        f'[[streams]]\nname = "a"\nsource = "{clip}"\nmode = "frame"\nrealtime = true\n'
+    )
+    daemon = Daemon(load_config(config))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and not daemon.frames.get("a"):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert runner.is_alive()  # still running: the clip lasts longer than this
+        lines = events.read_text().splitlines()
+        assert len(lines) >= 5 and json.loads(lines[-1])["stream"] == "a"
+    finally:
+        daemon.stop()
+        runner.join(timeout=20)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    """Item 10: `events` and `counts` follow the same rule as `bundle`."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "serve.toml").write_text(
+        'bundle = "b"\nevents = "out/events.jsonl"\ncounts = "out/counts.jsonl"\n'
+        '[[streams]]\nname = "a"\nsource = "x.mp4"\n'
+    )
+    config = load_config(folder / "serve.toml")
+    assert config.bundle == folder / "b"
+    assert config.events == folder / "out" / "events.jsonl"
+    assert config.counts == folder / "out" / "counts.jsonl"
