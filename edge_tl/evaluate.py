@@ -116,13 +116,34 @@ def logits_on_images(backends: Sequence[Backend], images: list[np.ndarray]) -> l
     return results
 
 
-def validation_images(bundle: Bundle, limit: int | None = None) -> LabelledImages | None:
-    """The bundle's recorded validation split, if its dataset is still where training saw it."""
+def dataset_root(bundle: Bundle, data_dir: Path | None = None) -> Path | None:
+    """Where the bundle's training dataset is: `data_dir` (the same dataset moved or copied;
+    checked against the recorded validation files), else where training saw it; None when it
+    is not there."""
+    dataset = bundle.manifest.provenance.dataset
+    if data_dir is None:
+        return Path(dataset.root) if dataset and Path(dataset.root).is_dir() else None
+    if not data_dir.is_dir():
+        raise DataError(f"--data {data_dir}: not a folder")
+    recorded = dataset.split.val_files if dataset and dataset.split else []
+    if recorded and not any((data_dir / relpath).is_file() for relpath in recorded[:50]):
+        raise DataError(
+            f"--data {data_dir}: none of the bundle's validation images is there (e.g. "
+            f"{recorded[0]}); it is not the dataset the bundle was trained on"
+        )
+    return data_dir
+
+
+def validation_images(
+    bundle: Bundle, limit: int | None = None, data_dir: Path | None = None
+) -> LabelledImages | None:
+    """The bundle's recorded validation split, if its dataset is still where training saw it
+    (or at `data_dir`)."""
     dataset = bundle.manifest.provenance.dataset
     if dataset is None or dataset.split is None or not dataset.split.val_files:
         return None
-    root = Path(dataset.root)
-    if not root.is_dir():
+    root = dataset_root(bundle, data_dir)
+    if root is None:
         return None
     folder = scan_dataset(root).folder
     return labelled_subset(bundle.labels, folder, folder.subset(dataset.split.val_files[:limit]))

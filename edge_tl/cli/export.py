@@ -38,6 +38,13 @@ def register(add_command: AddCommand) -> None:
         help="validation images scored per precision (default: %(default)s)",
     )
     p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the training dataset, when it is no longer where training saw it (int8 "
+        "calibration, the fp16 range check and the accuracy table read it)",
+    )
+    p.add_argument(
         "--calib-images",
         type=int,
         default=256,
@@ -177,6 +184,7 @@ def _export(args: argparse.Namespace) -> int:
         seed=args.seed,
         fuse_preprocess=args.fuse_preprocess,
         raw_color_order=ColorOrder(args.camera_order),
+        data_dir=args.data,
     )
     reports = export_bundle(args.bundle, options)
     if args.json:

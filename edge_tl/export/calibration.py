@@ -24,22 +24,17 @@ MIN_CALIBRATION_IMAGES = 16
 RECOMMENDED_CALIBRATION_IMAGES = 256  # the export default; fewer still works, with a warning
 
 
-def training_images(bundle: Bundle, count: int, seed: int = 0) -> list[Path]:
-    """`count` training-split images, round-robin over classes so every class is represented."""
+def training_images(bundle: Bundle, root: Path, count: int, seed: int = 0) -> list[Path]:
+    """`count` training-split images of the dataset at `root`, round-robin over classes so
+    every class is represented."""
     if count < MIN_CALIBRATION_IMAGES:
         raise ExportError(
             f"--calib-images {count}: too few to calibrate INT8 ranges; use at least "
             f"{MIN_CALIBRATION_IMAGES} (256 or more is better)"
         )
     dataset = bundle.manifest.provenance.dataset
-    if dataset is None or not Path(dataset.root).is_dir():
-        where = dataset.root if dataset else "(no dataset recorded)"
-        raise ExportError(
-            f"{bundle.path}: INT8 calibration needs the training images, and the dataset the "
-            f"bundle was trained on is not at {where}"
-        )
-    folder = scan_dataset(dataset.root).folder  # test/ is never drawn from
-    val = set(dataset.split.val_files) if dataset.split else set()
+    folder = scan_dataset(root).folder  # test/ is never drawn from
+    val = set(dataset.split.val_files) if dataset and dataset.split else set()
     by_class: dict[int, list[Sample]] = {}
     for sample in folder.samples:
         if sample.relpath not in val:

@@ -26,7 +26,7 @@ from edge_tl.bundle import (
     stage_bundle,
 )
 from edge_tl.errors import ExportError
-from edge_tl.evaluate import collect_logits, logits_on_images, validation_images
+from edge_tl.evaluate import collect_logits, dataset_root, logits_on_images, validation_images
 from edge_tl.export.calibration import calibration_feeds, training_images
 from edge_tl.export.onnx import DEFAULT_OPSET, INPUT_NAME, embed_metadata, torch_to_onnx
 from edge_tl.export.precision import (
@@ -72,6 +72,7 @@ class ExportOptions:
     int8_exclude: tuple[str, ...] | str = AUTO
     int8_rest_fp16: bool = True  # non-quantized layers in fp16, as TensorRT strong typing needs
     fp16_io: bool = False  # fp16 graph inputs/outputs instead of fp32
+    data_dir: Path | None = None  # the training dataset, when it moved since training
     # graphs take uint8 NHWC camera pixels and normalize themselves; None keeps the bundle's choice
     fuse_preprocess: bool | None = None
     raw_color_order: ColorOrder = ColorOrder.BGR
@@ -138,24 +139,23 @@ def export_bundle(
                 },
             )
         derived = [p for p in options.precisions if p != Precision.FP32]
-        if derived:
-            paths = training_images(bundle, options.calib_images, options.seed)
-            feeds = calibration_feeds(bundle, paths, INPUT_NAME)
-            calibrated = sum(len(f[INPUT_NAME]) for f in feeds)
+        feeds, calibrated = _calibration(bundle, derived, options)
         if Precision.FP16 in derived:
-            ranges = check_fp16_ranges(fp32_path, feeds)
+            ranges = check_fp16_ranges(fp32_path, feeds) if feeds else None
             convert_fp16(
                 fp32_path,
                 stage.new_file(ONNX_FILES[Precision.FP16]),
                 keep_io_types=not options.fp16_io,
-                blocked_nodes=ranges.blocked_nodes,
+                blocked_nodes=ranges.blocked_nodes if ranges else [],
             )
             _add_onnx(
                 stage,
                 Precision.FP16,
                 {
                     "io_dtype": "float16" if options.fp16_io else "float32",
-                    "range_check": ranges.as_dict() | {"images": calibrated},
+                    "range_check": ranges.as_dict() | {"images": calibrated}
+                    if ranges
+                    else "skipped: no training images (export --data DIR checks them)",
                     "converter": "onnxruntime.transformers.float16",
                 },
             )
@@ -214,6 +214,33 @@ def record_precision_scores(manifest: Manifest, report: PrecisionReport) -> None
     )
 
 
+def _calibration(
+    bundle: Bundle, derived: list[Precision], options: ExportOptions
+) -> tuple[list[dict[str, object]], int]:
+    """Training images for INT8 ranges and the fp16 range check. INT8 cannot do without them;
+    fp16 converts without (its range check is then skipped, with a warning)."""
+    if not derived:
+        return [], 0
+    root = dataset_root(bundle, options.data_dir)
+    if root is None:
+        dataset = bundle.manifest.provenance.dataset
+        where = f"is not at {dataset.root}" if dataset else "was not recorded"
+        if Precision.INT8 in derived:
+            raise ExportError(
+                f"{bundle.path}: int8 needs training images to calibrate, and the dataset the "
+                f"bundle was trained on {where}; pass --data DIR (that dataset, wherever it is "
+                "now) or export --precision fp32,fp16"
+            )
+        log.warning(
+            "fp16: the dataset %s, so activation ranges are not checked (--data DIR checks them)",
+            where,
+        )
+        return [], 0
+    paths = training_images(bundle, root, options.calib_images, options.seed)
+    feeds = calibration_feeds(bundle, paths, INPUT_NAME)
+    return feeds, sum(len(f[INPUT_NAME]) for f in feeds)
+
+
 def _drop_graph_artifacts(stage: BundleStage) -> None:
     for name, artifact in list(stage.manifest.artifacts.items()):
         if artifact.kind in (ArtifactKind.ONNX, ArtifactKind.ENGINE):
@@ -255,7 +282,7 @@ def _measure(
     staged: Bundle, precisions: list[Precision], compare_torch: bool, options: ExportOptions
 ) -> list[PrecisionReport]:
     """Score every precision on the same validation images; fp32 also against PyTorch."""
-    images = validation_images(staged, limit=options.check_images)
+    images = validation_images(staged, limit=options.check_images, data_dir=options.data_dir)
     backends: list[Backend] = [OnnxRuntimeBackend(staged, p) for p in precisions]
     extra: list[Backend] = []
     if compare_torch:

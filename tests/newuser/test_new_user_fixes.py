@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_tl.bundle import Bundle, Precision
+from edge_tl.bundle import ArtifactKind, Bundle, Precision, stage_bundle
 from edge_tl.cli import build_parser
 from edge_tl.runtime.backends import tensorrt as trt_backend
 from edge_tl.runtime.config import load_config
@@ -216,3 +217,35 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     assert config.bundle == folder / "b"
     assert config.events == folder / "out" / "events.jsonl"
     assert config.counts == folder / "out" / "counts.jsonl"
+
+
+@pytest.mark.slow
+def test_a_bundle_moved_away_from_its_dataset_exports(
+    exported_bundle: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Item 3: fp16 needs no data; int8 names the real cause and takes --data DIR."""
+    moved = tmp_path / "moved"
+    shutil.copytree(exported_bundle, moved)
+    with stage_bundle(moved, base=Bundle.load(moved)) as stage:
+        stage.manifest.provenance.dataset.root = str(tmp_path / "gone")  # type: ignore[union-attr]
+
+    result = run_cli("export", str(moved), "--precision", "fp32,fp16")
+    assert result.returncode == 0, result.stderr
+    assert "activation ranges are not checked" in result.stderr
+    fp16 = Bundle.load(moved).find(ArtifactKind.ONNX, Precision.FP16)
+    assert fp16 is not None and str(fp16.details["range_check"]).startswith("skipped")
+
+    result = run_cli("export", str(moved), "--precision", "int8")
+    assert result.returncode == 1
+    assert "int8 needs training images" in result.stderr and "--data DIR" in result.stderr
+
+    (tmp_path / "empty").mkdir()
+    result = run_cli("export", str(moved), "--precision", "int8", "--data", str(tmp_path / "empty"))
+    assert result.returncode == 1 and "none of the bundle's validation images" in result.stderr
+
+    result = run_cli(
+        "export", str(moved), "--precision", "int8", "--data", str(tiny_dataset), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    int8 = json.loads(result.stdout)["precisions"][0]
+    assert int8["precision"] == "int8" and int8["top1"] is not None  # scored on the moved data
