@@ -6,6 +6,7 @@ OpenCV + numpy only; must not import torch or anything above the foundation.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,10 @@ from edge_tl.errors import DataError
 __all__ = ["IMAGE_SUFFIXES", "is_image_file", "find_images", "load_image"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# images this OpenCV build cannot decode: skipped, but said so
+UNREADABLE_SUFFIXES = frozenset({".gif", ".heic", ".heif", ".avif", ".svg", ".jxl"})
+
+log = logging.getLogger(__name__)
 
 
 def is_image_file(path: Path) -> bool:
@@ -32,13 +37,22 @@ def find_images(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """
     paths = [Path(p) for p in paths]
     files: list[Path] = []
+    skipped: list[Path] = []
     for item in paths:
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            found = sorted(p for p in item.rglob("*") if p.is_file())
+            files += [p for p in found if is_image_file(p)]
+            skipped += [p for p in found if p.suffix.lower() in UNREADABLE_SUFFIXES]
         elif item.exists():
             files.append(item)
         else:
             raise DataError(f"{item}: no such file or folder")
+    if skipped:
+        kinds = ", ".join(sorted({p.suffix.lower() for p in skipped}))
+        log.warning(
+            "skipped %d file(s) OpenCV cannot decode (%s), e.g. %s; convert them to JPEG or PNG",
+            len(skipped), kinds, skipped[0],
+        )  # fmt: skip
     if not files:
         raise DataError(
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {', '.join(map(str, paths))}"

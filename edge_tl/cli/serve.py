@@ -78,15 +78,24 @@ def _predict(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     files = find_images(args.images)
     with create_backend(bundle, args.backend, precision(args.precision), args.threads) as backend:
-        predictions = classify_files(backend, bundle.labels, files, args.top_k, args.batch_size)
+        classified = classify_files(backend, bundle.labels, files, args.top_k, args.batch_size)
         description = backend.describe()
     results = [
-        {"file": str(path), "label": p.label, "score": p.score, "top": p.top}
-        for path, p in zip(files, predictions, strict=True)
+        {
+            "file": str(c.path),
+            "label": c.prediction.label,
+            "score": c.prediction.score,
+            "top": c.prediction.top,
+        }
+        for c in classified
+        if c.prediction is not None
     ]
+    failed = [{"file": str(c.path), "error": c.error} for c in classified if c.prediction is None]
+    for failure in failed:
+        print(f"edge-tl: error: {failure['error']}", file=sys.stderr)
     if args.json:
-        print_json({"backend": description, "predictions": results})
-        return 0
+        print_json({"backend": description, "predictions": results, "failed": failed})
+        return 1 if failed else 0
     table(
         f"{len(results)} image(s) · {description}",
         ["file", "label", "score", "top"],
@@ -100,7 +109,9 @@ def _predict(args: argparse.Namespace) -> int:
             for r in results
         ],
     )
-    return 0
+    if failed:
+        print(f"{len(failed)} of {len(classified)} file(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _stream(args: argparse.Namespace) -> int:

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_tl.bundle import ColorOrder
+from edge_tl.errors import DataError
 from edge_tl.images import load_image
 from edge_tl.metrics import softmax
 from edge_tl.preprocess import prepare_batch
 from edge_tl.runtime.backends.base import Backend
 
-__all__ = ["Prediction", "Classifier", "top_k", "fuse", "classify_files"]
+__all__ = ["Prediction", "Classifier", "top_k", "fuse", "ClassifiedFile", "classify_files"]
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,31 @@ class Classifier:
         )
 
 
+@dataclass(frozen=True)
+class ClassifiedFile:
+    path: Path
+    prediction: Prediction | None
+    error: str | None = None  # why the file could not be classified
+
+
 def classify_files(
     backend: Backend, labels: Sequence[str], files: Sequence[Path], k: int = 3, batch_size: int = 16
-) -> list[Prediction]:
-    """Predictions for image files, decoded and classified `batch_size` at a time."""
+) -> list[ClassifiedFile]:
+    """Every file's prediction, decoded and classified `batch_size` at a time; a file that
+    cannot be decoded gets its error instead, and the others go on."""
     classifier = Classifier(backend, labels, top_k=k)
-    predictions: list[Prediction] = []
+    results: list[ClassifiedFile] = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        predictions += classifier.classify([load_image(p) for p in chunk])
-    return predictions
+        decoded: list[tuple[Path, np.ndarray]] = []
+        for path in files[start : start + batch_size]:
+            try:
+                decoded.append((path, load_image(path)))
+            except DataError as exc:
+                results.append(ClassifiedFile(path, None, str(exc)))
+        if decoded:
+            predictions = classifier.classify([image for _, image in decoded])
+            results += [
+                ClassifiedFile(p, pred) for (p, _), pred in zip(decoded, predictions, strict=True)
+            ]
+    order = {path: i for i, path in enumerate(files)}
+    return sorted(results, key=lambda r: order[r.path])

@@ -104,6 +104,11 @@ class VideoFileSource:
         self.stride, self.max_frames, self.realtime = stride, max_frames, realtime
         if not self.path.is_file():
             raise SourceError(f"{self.path}: no such video file")
+        if cv2.haveImageReader(str(self.path)):  # FFmpeg would play a JPEG as one frame
+            raise SourceError(
+                f"{self.path}: an image, not a video (by its content); classify images with "
+                "`edge-tl predict`, or give a folder of images as the source"
+            )
         self._capture = open_capture(str(self.path))
         if not self._capture.isOpened():
             raise SourceError(

@@ -14,11 +14,12 @@ import pytest
 
 from edge_tl.bundle import ArtifactKind, Bundle, Precision, stage_bundle
 from edge_tl.cli import build_parser
+from edge_tl.errors import SourceError
 from edge_tl.runtime.backends import tensorrt as trt_backend
 from edge_tl.runtime.config import load_config
 from edge_tl.runtime.daemon import Daemon
 from edge_tl.runtime.events import EVENT_KINDS
-from edge_tl.runtime.sources import Backoff
+from edge_tl.runtime.sources import Backoff, VideoFileSource
 from tests.conftest import run_cli
 from tests.runtime.test_stream_runtime import make_traffic_clip
 
@@ -249,3 +250,28 @@ def test_a_bundle_moved_away_from_its_dataset_exports(
     assert result.returncode == 0, result.stderr
     int8 = json.loads(result.stdout)["precisions"][0]
     assert int8["precision"] == "int8" and int8["top1"] is not None  # scored on the moved data
+
+
+@pytest.mark.slow
+def test_one_bad_file_does_not_stop_predict(
+    exported_bundle: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Item 9: the others are classified, the bad one reported, the exit non-zero."""
+    folder = tmp_path / "photos"
+    shutil.copytree(tiny_dataset / "disc", folder)
+    (folder / "broken.png").write_bytes(b"truncated")
+    (folder / "anim.gif").write_bytes(b"GIF89a")
+    result = run_cli("predict", str(exported_bundle), str(folder), "--json")
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert len(payload["predictions"]) == len(list((tiny_dataset / "disc").iterdir()))
+    assert [Path(f["file"]).name for f in payload["failed"]] == ["broken.png"]
+    assert "broken.png" in result.stderr and "OpenCV cannot decode (.gif)" in result.stderr
+
+
+def test_an_image_named_like_a_video_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Item 9: FFmpeg would play it as a one-frame video."""
+    fake = tmp_path / "clip.mp4"
+    shutil.copy(next((tiny_dataset / "disc").iterdir()), fake)
+    with pytest.raises(SourceError, match=r"clip\.mp4: an image, not a video"):
+        VideoFileSource(fake)
