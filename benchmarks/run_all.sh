@@ -26,5 +26,5 @@ $BIN/python benchmarks/int8_sweep.py $WORK/lite0 $OUT/int8-calibration-sweep.jso
 for p in fp32 fp16 int8; do $BIN/edge-tl build $WORK/lite0 --precision $p --target sm86 --json; done > $OUT/tensorrt-rtx-aot.jsonl
 
 # model-level matrix and stream-level results
-$BIN/edge-tl bench $WORK/lite0 --precisions fp32,fp16,int8 --batch 1,8,32 --iters 50 --out $OUT --name cpu-lite0-matrix --json > /dev/null
+$BIN/edge-tl bench $WORK/lite0 --precision fp32,fp16,int8 --batch-size 1,8,32 --iters 50 --out $OUT --name cpu-lite0-matrix --json > /dev/null
 $BIN/python benchmarks/stream_bench.py $WORK/lite0 $DATA/videos/highway-720p.mp4 $OUT/stream-cpu --minutes 5

@@ -1,16 +1,19 @@
 """One progress meter for train, export, stream and bench: count, throughput and ETA on stderr.
 
-Library code calls `track(iterable, description, total)`; the bars only draw on a terminal,
-so logs and CI output stay clean.
+Library code calls `track(iterable, description, total)`; the bars draw on a terminal; piped
+output gets a plain line every few seconds instead, so long steps never look hung.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["track", "set_enabled"]
+__all__ = ["track", "set_enabled", "PLAIN_INTERVAL_S"]
+
+PLAIN_INTERVAL_S = 5.0  # short steps print nothing; long ones a line this often
 
 T = TypeVar("T")
 _enabled = True
@@ -26,8 +29,11 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     """Yield from `items`, drawing a bar with rate and ETA when stderr is a terminal."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    if not (_enabled and sys.stderr.isatty()):
+    if not _enabled:
         yield from items
+        return
+    if not sys.stderr.isatty():  # piped (`make demo | tee`): a plain line every few seconds
+        yield from _plain(items, description, total)
         return
     from rich.console import Console
     from rich.progress import (
@@ -58,3 +64,20 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             progress.advance(task)
+
+
+def _plain(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+    started = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= PLAIN_INTERVAL_S:
+            last = now
+            of = f"/{total}" if total else ""
+            print(
+                f"{description}: {done}{of} ({done / (now - started):.1f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )

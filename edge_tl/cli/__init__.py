@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """`edge-tl` command line: a package with one module per command group, each handler thin
 (parse → library call → print). Errors meant for users (EdgeTLError) print one line and exit 1;
 `--debug` shows the traceback. Command modules import their heavy libraries when they run, so
@@ -21,9 +22,19 @@ __all__ = ["main", "build_parser"]
 _GROUPS = (train, export, serve, evaluate, bench)
 
 
+# older spellings, still accepted, no longer shown: one spelling for one meaning everywhere
+# (--out for files and folders written, --precision and --batch-size whether one or a list)
+_ALIASES = {
+    "train": {"--output": "--out"},
+    "bench": {"--precisions": "--precision", "--batch": "--batch-size"},
+    "build": {"--batch": "--batch-profile"},
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    _complete(parser)
+    args = parser.parse_args(_canonical(list(sys.argv[1:] if argv is None else argv)))
     _configure_logging(args)
     try:
         return int(args.handler(args) or 0)
@@ -43,6 +54,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _canonical(argv: list[str]) -> list[str]:
+    """`argv` with the command's old flag spellings replaced by today's."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    aliases = _ALIASES.get(command or "", {})
+    out = []
+    for token in argv:
+        flag, eq, value = token.partition("=")
+        out.append(aliases.get(flag, flag) + eq + value if flag in aliases else token)
+    return out
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Shell completion when argcomplete is installed (README: `eval "$(register-python-argcomplete
+    edge-tl)"` in bash; zsh with bashcompinit). A no-op otherwise and outside completion."""
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-tl",
@@ -50,10 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
         "service on a camera: train, export, predict, stream, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"edge-tl {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
-    parser.set_defaults(debug=False, quiet=False, json=False)
+    # before or after the command: `edge-tl -q train ...` = `edge-tl train -q ...`; SUPPRESS
+    # keeps the command's parser from resetting what the top level set
+    for parent in (parser, common := argparse.ArgumentParser(add_help=False)):
+        default = False if parent is parser else argparse.SUPPRESS
+        parent.add_argument(
+            "--debug", action="store_true", default=default, help="show tracebacks and debug logs"
+        )
+        parent.add_argument(
+            "-q", "--quiet", action="store_true", default=default, help="only warnings and results"
+        )
+    parser.set_defaults(json=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_command(

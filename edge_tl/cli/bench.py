@@ -31,10 +31,16 @@ def register(add_command: AddCommand) -> None:
         "--backends", default="onnxruntime,torch", help="comma-separated (default: %(default)s)"
     )
     p.add_argument(
-        "--precisions", "--precision", default="fp32", help="comma-separated (default: %(default)s)"
+        "--precision",
+        dest="precisions",
+        default="fp32",
+        help="comma-separated (default: %(default)s)",
     )
     p.add_argument(
-        "--batch", default="1", help="comma-separated batch sizes (default: %(default)s)"
+        "--batch-size",
+        dest="batch",
+        default="1",
+        help="comma-separated batch sizes (default: %(default)s)",
     )
     p.add_argument(
         "--warmup", type=int, default=10, help="untimed iterations (default: %(default)s)"

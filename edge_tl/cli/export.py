@@ -116,7 +116,6 @@ def register(add_command: AddCommand) -> None:
         help="dynamic-batch profile of the engine (default: %(default)s)",
     )
     # the old spelling; `--batch` means a list of batch sizes elsewhere (bench)
-    p.add_argument("--batch", dest="batch_profile", help=argparse.SUPPRESS)
     p.add_argument("--workspace-mib", type=int, default=None, help="builder workspace limit in MiB")
     p.add_argument(
         "--opt-level",

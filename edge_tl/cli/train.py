@@ -28,7 +28,9 @@ def register(add_command: AddCommand) -> None:
         "and write a bundle; --test sets are scored beside validation.",
     )
     p.add_argument("data", type=Path, help="dataset folder: DATA/<class>/<image>")
-    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument(
+        "-o", "--out", dest="output", type=Path, required=True, help="bundle folder to write"
+    )
     p.add_argument(
         "--backbone",
         default=None,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -275,3 +278,120 @@ def test_an_image_named_like_a_video_is_refused(tiny_dataset: Path, tmp_path: Pa
     shutil.copy(next((tiny_dataset / "disc").iterdir()), fake)
     with pytest.raises(SourceError, match=r"clip\.mp4: an image, not a video"):
         VideoFileSource(fake)
+
+
+def _demo_result(int8_top1: float, noisy: list[str]) -> dict:
+    precision = {"bytes": 7e6, "agreement_fp32": 0.98, "measured_on": "ort", "images": 60}
+    return {
+        "dataset": {"images": 300, "classes": ["a", "b"], "val_images": 60},
+        "val_top1_torch": 0.867,
+        "val_top1_onnxruntime_fp32": 0.867,
+        "export": [
+            precision
+            | {
+                "precision": "fp32",
+                "top1": 0.867,
+                "details": {
+                    "parity_vs_torch": {
+                        "max_abs_logit_diff": 6e-6,
+                        "top1_agreement": 1.0,
+                        "images": 60,
+                    }
+                },
+            },
+            precision | {"precision": "int8", "top1": int8_top1, "details": {}},
+        ],
+        "bench": {
+            "results": [
+                {"backend": "onnxruntime", "latency": {"p50_ms": 3.5, "p99_ms": 3.7}},
+                {"backend": "torch", "latency": {"p50_ms": 10.7, "p99_ms": 11.0}},
+            ],
+            "naive_torch": {"1": {"latency": {"p50_ms": 18.5}}},
+            "noisy": noisy,
+        },
+        "speedup_onnxruntime_vs_torch_p50": 3.06,
+        "stream": {
+            "frames": 360,
+            "fps": 170.0,
+            "frame_accuracy": 0.833,
+            "drift_events": 0,
+            "events": "e",
+        },
+        "seconds": {"train_s": 7.0, "total_s": 45.0},
+        "bundle": "b",
+    }
+
+
+def test_demo_summary_is_valid_markdown_and_says_what_it_measured() -> None:
+    """Item 14: no stray `|` in cells, the noisy flag shown, int8 above fp32 explained."""
+    from edge_tl.demo import summary_markdown
+
+    text = summary_markdown(_demo_result(0.883, ["torch fp32 b1"]))
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert all(line.count("|") == 3 for line in rows)  # two cells each
+    assert "above fp32 by chance on 60 images" in text
+    assert "noisy timings | torch fp32 b1" in text and "tuned eager PyTorch" in text
+    quiet = summary_markdown(_demo_result(0.85, []))
+    assert "by chance" not in quiet and "noisy" not in quiet
+
+
+def test_piped_progress_prints_plain_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 14: long steps are not silent when output is piped (stderr is not a terminal here)."""
+    from edge_tl import progress
+
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 0.0)
+    assert list(progress.track(range(3), "export int8", total=3)) == [0, 1, 2]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("export int8: 3/3 (")
+
+
+def test_one_spelling_per_meaning_and_the_old_ones_still_work() -> None:
+    """Item 12: --out, --precision, --batch-size everywhere; old spellings as hidden aliases;
+    --debug and -q before or after the command."""
+    from edge_tl.cli import _canonical
+
+    parser = build_parser()
+    new = parser.parse_args(
+        _canonical(["-q", "bench", "b", "--precision", "fp32,int8", "--batch-size", "1,8"])
+    )
+    old = parser.parse_args(
+        _canonical(["bench", "b", "--precisions=fp32,int8", "--batch", "1,8", "-q"])
+    )
+    assert (
+        (new.precisions, new.batch, new.quiet)
+        == (old.precisions, old.batch, old.quiet)
+        == ("fp32,int8", "1,8", True)
+    )
+    assert parser.parse_args(_canonical(["train", "d", "--output", "x"])).output == Path("x")
+    assert parser.parse_args(_canonical(["train", "d", "--out", "x"])).output == Path("x")
+    assert parser.parse_args(_canonical(["--debug", "info", "b"])).debug is True
+    assert parser.parse_args(["info", "b"]).debug is False
+    bench_help = parser._subparsers._group_actions[0].choices["bench"].format_help()  # type: ignore[union-attr]
+    assert "--precisions" not in bench_help and "--batch-size" in bench_help
+
+
+def test_shell_completion_completes_commands_and_flags() -> None:
+    """Item 12: the installed `edge-tl` answers bash's completion protocol (argcomplete)."""
+    pytest.importorskip("argcomplete")
+    script = Path(sys.executable).parent / "edge-tl"
+    if not script.is_file():
+        pytest.skip("edge-tl is not installed as a console script in this environment")
+
+    def complete(line: str) -> set[str]:
+        env = os.environ | {
+            "_ARGCOMPLETE": "1",
+            "_ARGCOMPLETE_IFS": " ",
+            "COMP_LINE": line,
+            "COMP_POINT": str(len(line)),
+        }
+        # bash reads the answer from fd 8; the shell points it at our stdout
+        answer = subprocess.run(
+            ["sh", "-c", f"'{script}' 8>&1 9>/dev/null"], env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        return set(answer.stdout.split())
+
+    assert complete("edge-tl ev") == {"eval", "eval-counts"}
+    assert "--precision" in complete("edge-tl bench b --pre")
