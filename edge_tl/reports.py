@@ -48,22 +48,36 @@ def plot_confusion(
     plt.close(fig)
 
 
-def plot_curves(history: Sequence[dict[str, float]], title: str, out: Path) -> None:
+def plot_curves(
+    history: Sequence[dict[str, float]], title: str, out: Path, kept_epoch: int | None = None
+) -> None:
+    plt = _pyplot()
+    fig = curves_figure(history, title, kept_epoch)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(
+    history: Sequence[dict[str, float]], title: str, kept_epoch: int | None = None
+) -> Any:
+    """Loss and top-1 per epoch, with the epoch whose weights were kept marked."""
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
     steps = list(range(1, len(history) + 1))
     loss_ax.plot(steps, [h["loss"] for h in history], label="train loss")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.legend()
-    for key in ("train_top1", "val_top1"):
+    loss_ax.set_ylabel("loss")
+    for key, name in (("train_top1", "train top-1"), ("val_top1", "validation top-1")):
         if any(key in h for h in history):
-            acc_ax.plot(steps, [h.get(key, np.nan) for h in history], label=key)
-    acc_ax.set_xlabel("epoch")
-    acc_ax.legend()
+            acc_ax.plot(steps, [h.get(key, np.nan) for h in history], label=name)
+    acc_ax.set_ylabel("top-1 accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="grey", linestyle="--", label=f"kept (epoch {kept_epoch})")
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def plot_worst(
@@ -82,7 +96,7 @@ def plot_worst(
     for ax, image, caption in zip(axes.flat, images_bgr, captions, strict=False):
         ax.imshow(image[..., ::-1])
         ax.set_title(caption, fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}; captions: true → predicted (its probability)")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

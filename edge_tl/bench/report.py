@@ -120,6 +120,42 @@ def write_reports(result: dict[str, Any], out_dir: Path, name: str) -> list[Path
     return written
 
 
+def accuracy_latency_figure(points: list[tuple[dict[str, Any], float]]) -> Any:
+    """Batch-1 p50 against validation top-1, one labelled point per backend and precision;
+    labels fan out so that points at the same place stay readable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (r, accuracy) in enumerate(sorted(points, key=lambda p: p[0]["latency"]["p50_ms"])):
+        x, y = r["latency"]["p50_ms"], accuracy * 100
+        ax.scatter(x, y)
+        ax.annotate(
+            f"{r['backend']} {r['precision']}",
+            (x, y),
+            xytext=(6, 10 * ((i % 3) - 1) + 4),  # alternate above, level, below
+            textcoords="offset points",
+            fontsize=8,
+            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5},
+        )
+    _log_if_decades(ax, [r["latency"]["p50_ms"] for r, _ in points])
+    ax.set_xlabel("batch-1 p50 latency (ms)")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title("accuracy vs latency")
+    ax.margins(x=0.15, y=0.2)
+    fig.tight_layout()
+    return fig
+
+
+def _log_if_decades(ax: Any, values: list[float]) -> None:
+    """A log axis when the values span more than a decade (fp32 CPU vs TensorRT int8)."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 10:
+        ax.set_xscale("log")
+
+
 def _plots(result: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
     import matplotlib
 
@@ -133,6 +169,7 @@ def _plots(result: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
         range(1, len(runs) + 1), [f"{r['backend']} {r['precision']} b{r['batch']}" for r in runs]
     )
     ax.set_xlabel("latency per batch (ms)")
+    _log_if_decades(ax, [v for r in runs for v in r["samples_ms"]])
     ax.set_title(f"{result['model']} latency distribution")
     fig.tight_layout()
     latency_png = out_dir / f"{name}-latency.png"
@@ -147,18 +184,7 @@ def _plots(result: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
     points = [(r, a) for r, a in points if a is not None]
     written = [latency_png]
     if points:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r, accuracy in points:
-            ax.scatter(r["latency"]["p50_ms"], accuracy * 100)
-            ax.annotate(
-                f"{r['backend']} {r['precision']}",
-                (r["latency"]["p50_ms"], accuracy * 100),
-                fontsize=8,
-            )
-        ax.set_xlabel("batch-1 p50 latency (ms)")
-        ax.set_ylabel("validation top-1 (%)")
-        ax.set_title("accuracy vs latency")
-        fig.tight_layout()
+        fig = accuracy_latency_figure(points)
         scatter_png = out_dir / f"{name}-accuracy-latency.png"
         fig.savefig(scatter_png, dpi=100)
         plt.close(fig)

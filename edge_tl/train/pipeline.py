@@ -448,7 +448,12 @@ def _write_plots(
     from edge_tl.reports import plot_confusion, plot_curves, plot_worst
 
     out.mkdir(exist_ok=True)
-    plot_curves(report["head"]["history"], "head on cached features", out / "curves-head.png")
+    plot_curves(
+        report["head"]["history"],
+        "head on cached features",
+        out / "curves-head.png",
+        report["head"]["best_epoch"],
+    )
     if report["finetune"]["history"]:
         plot_curves(report["finetune"]["history"], "fine-tuning", out / "curves-finetune.png")
     if val_logits is None or report["val"] is None:
@@ -471,8 +476,8 @@ def _write_plots(
     plot_worst(
         [load_image(folder.path(val[i])) for i in worst],
         [
-            f"{folder.classes[labels[i]]}→{folder.classes[int(val_logits[i].argmax())]} "
-            f"{probabilities[i].max():.2f}"
+            f"true {folder.classes[labels[i]]} → predicted "
+            f"{folder.classes[int(val_logits[i].argmax())]} ({probabilities[i].max():.2f})"
             for i in worst
         ],
         f"worst validation mistakes ({len(wrong)} of {len(val)})",

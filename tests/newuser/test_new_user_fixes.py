@@ -395,3 +395,27 @@ def test_shell_completion_completes_commands_and_flags() -> None:
 
     assert complete("edge-tl ev") == {"eval", "eval-counts"}
     assert "--precision" in complete("edge-tl bench b --pre")
+
+
+def test_plots_say_what_they_show() -> None:
+    """Item 16: y labels and the kept epoch on curves; a log axis and fanned-out labels when
+    latencies span decades."""
+    pytest.importorskip("matplotlib")
+    from edge_tl.bench.report import accuracy_latency_figure
+    from edge_tl.reports import curves_figure
+
+    history = [{"loss": 1.0 / e, "train_top1": 0.8, "val_top1": 0.7 + e / 100} for e in range(1, 6)]
+    fig = curves_figure(history, "head", kept_epoch=4)
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_ylabel() == "loss" and acc_ax.get_ylabel() == "top-1 accuracy"
+    assert "kept (epoch 4)" in [t.get_text() for t in acc_ax.get_legend().get_texts()]
+
+    runs = [
+        ({"backend": "onnxruntime", "precision": p, "latency": {"p50_ms": ms}}, 0.97)
+        for p, ms in (("fp32", 30.0), ("fp16", 30.5), ("int8", 1.2))
+    ]
+    fig = accuracy_latency_figure(runs)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    offsets = {a.xyann for a in ax.texts}
+    assert len(offsets) == 3  # three points, three label positions
