@@ -419,3 +419,9 @@ def test_plots_say_what_they_show() -> None:
     assert ax.get_xscale() == "log"
     offsets = {a.xyann for a in ax.texts}
     assert len(offsets) == 3  # three points, three label positions
+
+
+def test_readme_says_how_big_training_installs_and_how_to_shrink_them() -> None:
+    """Item 15: the measured size of the CUDA torch wheel and PyTorch's CPU index."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "6.4 GB" in readme and "download.pytorch.org/whl/cpu" in readme
