@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_tl import __version__
 from edge_tl.errors import BundleError, validation_message
-from edge_tl.records import EngineInfo, PrecisionMetrics, PriorInfo, ScoreReference, upgrade_v1
+from edge_tl.records import (
+    AdaptationInfo,
+    EngineInfo,
+    PrecisionMetrics,
+    PriorInfo,
+    ScoreReference,
+    upgrade_v1,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -198,6 +205,7 @@ class Manifest(_Strict):
     metrics: dict[str, PrecisionMetrics] = Field(default_factory=dict)  # "torch" or a precision
     reference: ScoreReference | None = None  # for the daemon's drift check; None: not checked
     prior: PriorInfo | None = None  # graphs also output an ImageNet prior per label
+    adaptations: list[AdaptationInfo] = Field(default_factory=list)  # edge-tl adapt runs
     provenance: Provenance
 
     @model_validator(mode="before")

@@ -21,6 +21,7 @@ __all__ = [
     "EngineInfo",
     "ScoreReference",
     "PriorInfo",
+    "AdaptationInfo",
     "upgrade_v1",
 ]
 
@@ -82,6 +83,20 @@ class PriorInfo(_Record):
 
     imagenet_classes: dict[str, list[str]]  # per label; labels absent here get no prior
     floor: float = Field(ge=0, lt=1)  # prior share every label keeps
+
+
+class AdaptationInfo(_Record):
+    """One `edge-tl adapt` run: which camera's tracks went into the head, and what it scored."""
+
+    created_at: str
+    source_bundle: str
+    labelled: str  # the exported ImageFolder of labelled crops
+    streams: list[str]
+    tracks: int = Field(ge=0)  # trained on
+    crops: int = Field(ge=0)
+    held_out_tracks: int = Field(ge=0)
+    original_val_top1: float
+    new_camera_track_top1: float | None  # on the held-out tracks, vote over their crops
 
 
 class ScoreReference(_Record):

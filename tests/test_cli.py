@@ -29,6 +29,10 @@ COMMANDS = [
     "bench",
     "serve",
     "info",
+    "eval-counts",
+    "harvest",
+    "label",
+    "adapt",
     "demo",
 ]
 

@@ -13,13 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edge_tl import __version__
-from edge_tl.cli import bench, evaluate, export, serve, train
+from edge_tl.cli import adapt, bench, evaluate, export, serve, train
 from edge_tl.errors import EdgeTLError
 
 __all__ = ["main", "build_parser"]
 
 # in the order `edge-tl --help` lists them
-_GROUPS = (train, export, serve, evaluate, bench)
+_GROUPS = (train, export, serve, evaluate, adapt, bench)
 
 
 # older spellings, still accepted, no longer shown: one spelling for one meaning everywhere

@@ -2,7 +2,8 @@
 used as it is: the stream processor, the sources and the sinks read these models directly.
 
 An unknown or misspelt field is an error that names the field and the file. Relative paths
-(`bundle`, `events`, `counts`, `annotated_video`) resolve against the config file's folder.
+(`bundle`, `events`, `counts`, `annotated_video`, `harvest`) resolve against the config file's
+folder.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class StreamConfig(_Strict):
     # (a camera unlike the training footage), `always`, or `never`
     prior: Literal["auto", "always", "never"] = "auto"
     prior_weight: float = Field(default=0.5, gt=0, lt=1)  # the prior's share when fused
+    # motion mode: every counted track's crops and a line in DIR/tracks.jsonl, for labelling
+    harvest: Path | None = None
+    harvest_crops: int = Field(default=5, ge=1)  # per track, largest first
+    harvest_max_mb: float = Field(default=500.0, gt=0)  # oldest tracks' crops deleted past this
     # a track whose centre lies in a box counted this many frames ago or less is a fragment
     # of that vehicle (a blob that split, a track that restarted), not a second vehicle
     recount_frames: int = Field(default=15, ge=0)
@@ -131,6 +136,8 @@ def load_config(path: Path) -> ServeConfig:
     for stream in config.streams:
         if stream.annotated_video is not None:
             stream.annotated_video = _under(base, stream.annotated_video)
+        if stream.harvest is not None:
+            stream.harvest = _under(base, stream.harvest)
     return config
 
 

@@ -23,6 +23,7 @@ from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.backends.base import Backend
 from edge_tl.runtime.classify import Classifier
 from edge_tl.runtime.config import ServeConfig, StreamConfig, load_config
+from edge_tl.runtime.harvest import TRACKS_FILE
 from edge_tl.runtime.processor import StreamProcessor
 from edge_tl.runtime.prometheus import DaemonMetrics, serve_http
 from edge_tl.runtime.scheduler import BatchScheduler
@@ -226,6 +227,10 @@ class Daemon:
                     self.metrics.fps.labels(stream.name).set(window_frames / (now - window_start))
                     if processor.drift is not None:
                         self.metrics.set_drift(stream.name, processor.drift.status())
+                    if processor.harvester is not None:
+                        self.metrics.harvest_failures.labels(stream.name).set(
+                            processor.harvester.failures
+                        )
                     window_start, window_frames = now, 0
                 self._sync_counters(stream.name, source.stats, seen)
                 self.metrics.state.labels(stream.name).set(
@@ -324,4 +329,43 @@ def stream_source(
         "seconds": round(seconds, 3),
         "fps": round(state["frames"] / seconds, 2) if seconds else 0.0,
         **summary.as_dict(),
+    }
+
+
+def harvest_source(
+    bundle: Path,
+    source: str,
+    out: Path,
+    line: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    stream: dict[str, Any] | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """`edge-tl harvest`: the motion pipeline on one clip or camera, every counted track's
+    crops and line written under `out` (runtime/harvest.py); returns what was harvested."""
+    name = Path(source).stem or source
+    settings: dict[str, Any] = {"mode": "motion", "harvest": out} | (stream or {})
+    if line is not None:
+        settings["line"] = line
+    config = ServeConfig(
+        bundle=bundle,
+        backend=backend,
+        threads=threads,
+        max_wait_ms=0,
+        metrics_port=None,
+        streams=[StreamConfig(name=name, source=source, **settings)],
+    )
+    counted = SummarySink()
+    health = serve(config, [counted])
+    state = health["streams"][name]
+    if state["error"]:
+        raise SourceError(state["error"])
+    tracks = out / TRACKS_FILE
+    lines = tracks.read_text(encoding="utf-8").splitlines() if tracks.is_file() else []
+    return {
+        "source": source,
+        "frames": state["frames"],
+        "tracks_file": str(tracks),
+        "tracks": sum(json.loads(x)["stream"] == name for x in lines),
+        "class_counts": counted.as_dict()["class_counts"],
     }

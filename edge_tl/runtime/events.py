@@ -17,6 +17,7 @@ Every event is one JSON object (one line in a .jsonl file):
 | `votes` | int | motion mode: how many crops of the track were classified |
 | `roi` | int | roi mode: the region's index |
 | `prior` | bool | present (true) when the bundle's ImageNet prior was fused into `class`, `score` and `top` (the stream drifts, or `prior = "always"`) |
+| `harvest_id` | str | motion mode with `harvest`: the track's id in `tracks.jsonl` (null when writing failed) |
 | `counts` | {class: int} | count events: the stream's running per-class totals |
 | `drift` | {figure: value} | `drift`: `drifting` (true when it began, false when it ended), `reason` (plain words), `samples`, `confidence_median`, `margin_median`, `low_confidence_share`, `confidence_ks`, `class_mix_distance` |
 | `shift_px` | float | `camera_moved`: per-frame displacement of the background in pixels at 320 px width |

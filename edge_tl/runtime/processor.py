@@ -22,6 +22,7 @@ from edge_tl.runtime.classify import Prediction, fuse
 from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.drift import DriftMonitor
 from edge_tl.runtime.events import camera_event, drift_event, make_event
+from edge_tl.runtime.harvest import Harvester
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Frame
@@ -66,6 +67,11 @@ class StreamProcessor:
         self._counted: list[tuple[int, Box]] = []  # (frame, box) of recent counts
         self._vehicles: list[Box] = []  # the last frame's moving blobs
         self._has_prior = False  # the bundle's graphs output an ImageNet prior
+        self.harvester = (
+            Harvester(config.harvest, config.name, config.harvest_crops, config.harvest_max_mb)
+            if config.harvest is not None and config.mode == "motion"
+            else None
+        )
 
     def process(self, frame: Frame) -> Iterator[dict[str, Any]]:
         if self._detector is not None:
@@ -139,9 +145,12 @@ class StreamProcessor:
                 to_classify.append(track)
         last: Prediction | None = None
         if to_classify:
-            predictions = self._classify([self._crop(frame.image, t.box) for t in to_classify])
-            for track, last in zip(to_classify, predictions, strict=True):
+            crops = [self._crop(frame.image, t.box) for t in to_classify]
+            predictions = self._classify(crops)
+            for track, crop, last in zip(to_classify, crops, predictions, strict=True):
                 track.vote(last.scores, last.prior)
+                if self.harvester is not None:
+                    track.crops.append(crop.copy())  # the frame buffer is reused
         for track in crossing:
             scores = track.mean_scores()
             if scores is None or self._recounted(track, frame.index):
@@ -149,7 +158,7 @@ class StreamProcessor:
             scores = self._final(scores, track.mean_prior())
             label = self.labels[int(scores.argmax())]
             self.counts[label] += 1
-            yield self._event(
+            event = self._event(
                 "count",
                 frame,
                 scores,
@@ -159,7 +168,22 @@ class StreamProcessor:
                 votes=track.classified,
                 counts=dict(self.counts),
             )
+            if self.harvester is not None:
+                self._harvest(self.harvester, track, event)
+            yield event
         self._tracker.expire(frame.index)
+
+    def _harvest(self, harvester: Harvester, track: Track, event: dict[str, Any]) -> None:
+        record = {
+            "first_frame": track.first_frame,
+            "last_frame": track.last_frame,
+            "count_frame": event["frame"],
+            "box": event["box"],
+            "class": event["class"],
+            "score": event["score"],
+        }
+        event["harvest_id"] = harvester.save(track.id, track.crops, record)
+        track.crops = []
 
     def _prior_active(self) -> bool:
         mode = self.config.prior

@@ -42,6 +42,12 @@ class DaemonMetrics:
             ["stream"],
             registry=self.registry,
         )
+        self.harvest_failures = prom.Gauge(
+            "edge_tl_harvest_failures",
+            "Counted tracks whose crops could not be written (disk full, folder unwritable)",
+            ["stream"],
+            registry=self.registry,
+        )
         self.drift = {
             name: prom.Gauge(f"edge_tl_drift_{name}", text, ["stream"], registry=self.registry)
             for name, text in (

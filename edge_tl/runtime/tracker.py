@@ -4,7 +4,7 @@ crosses the configured line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,7 @@ class Track:
     prior_votes: np.ndarray | None = None  # the same for the ImageNet prior, when there is one
     classified: int = 0  # how many times a crop was classified
     counted: bool = False
+    crops: list[np.ndarray] = field(default_factory=list)  # classified crops, when harvesting
     side: float | None = None  # sign of the centre relative to the counting line
 
     @property
