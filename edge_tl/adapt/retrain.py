@@ -4,7 +4,7 @@ labelled tracks, the backbone untouched (frozen features, minutes on two cores).
 - The classes and the preprocessing stay the bundle's; a new-camera label outside them is an
   error naming it.
 - A few dozen tracks must matter against thousands of original images: the new camera's crops
-  are repeated until they are `new_share` of the head's training samples.
+  of each class are repeated until they are `new_share` of that class's training samples.
 - Whole tracks are held out (`holdout`): crops of one vehicle never sit on both sides, so the
   held-out score says what the next vehicles of this camera will get.
 - The head is chosen on the original validation split, so what the new camera's held-out
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AdaptOptions:
-    new_share: float = 0.3  # share of head training samples from the new camera
+    new_share: float = 0.3  # per class: share of its head training samples from the new camera
     holdout: float = 0.25  # share of the new camera's tracks held out for the report
-    original_per_class: int = 150  # original training images per class (features cost time)
+    original_per_class: int | None = None  # original training images per class; None: all
     seed: int = 0
     batch_size: int = 32
     data_dir: Path | None = None  # the original dataset, when it moved
@@ -94,10 +94,14 @@ def adapt_bundle(
     )
     feature_seconds = time.perf_counter() - t0
     classifier = model.get_classifier()
-    old_w, old_b = classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
-    repeat = _repeats(int(train_new.sum()), len(train_x), options.new_share)
-    head_x = np.concatenate([train_x, np.repeat(new_x[train_new], repeat, axis=0)])
-    head_y = np.concatenate([original_train.labels, np.repeat(new.labels[train_new], repeat)])
+    # copies: the tensors are about to be overwritten with the new head
+    old_w, old_b = (
+        classifier.weight.detach().numpy().copy(),
+        classifier.bias.detach().numpy().copy(),
+    )
+    repeats = _repeats(new.labels[train_new], original_train.labels, options.new_share)
+    head_x = np.concatenate([train_x, np.repeat(new_x[train_new], repeats, axis=0)])
+    head_y = np.concatenate([original_train.labels, np.repeat(new.labels[train_new], repeats)])
     result = fit_linear_head(
         head_x, head_y, val_x, original_val.labels, len(labels), HeadConfig(seed=options.seed)
     )
@@ -168,7 +172,7 @@ def adapt_bundle(
 
 
 def _original_split(bundle: Bundle, options: AdaptOptions) -> tuple[Any, Any]:
-    """Up to `original_per_class` training images per class, and the whole validation split."""
+    """The training images (up to `original_per_class` per class) and the whole validation split."""
     dataset = bundle.manifest.provenance.dataset
     root = dataset_root(bundle, options.data_dir)
     if root is None or dataset is None or dataset.split is None:
@@ -187,7 +191,7 @@ def _original_split(bundle: Bundle, options: AdaptOptions) -> tuple[Any, Any]:
     train = []
     for label in sorted(by_class):
         rng.shuffle(by_class[label])
-        train += by_class[label][: options.original_per_class]
+        train += by_class[label][: options.original_per_class]  # [:None] keeps all
     val = folder.subset(dataset.split.val_files)
     return labelled_subset(bundle.labels, folder, train), labelled_subset(
         bundle.labels, folder, val
@@ -208,11 +212,19 @@ def _held_out_tracks(tracks: np.ndarray, labels: np.ndarray, options: AdaptOptio
     return held
 
 
-def _repeats(new: int, original: int, share: float) -> int:
-    """How often each new crop appears so that new ≈ share of all samples."""
-    if new == 0:
+def _repeats(new_labels: np.ndarray, original_labels: np.ndarray, share: float) -> np.ndarray:
+    """How often each new crop appears: per class, so that the new camera's crops of a class
+    are ≈ `share` of that class's samples. Per class, not overall, because a camera's traffic is
+    mostly cars: an overall share would teach the head that this camera shows cars, and a
+    motorbike would be called a car (measured on the overhead clip: bike 9/9 → 4/9)."""
+    if len(new_labels) == 0:
         raise DataError("no labelled tracks left for training after the held-out ones")
-    return max(1, round(share * original / ((1 - share) * new)))
+    repeats = np.ones(len(new_labels), dtype=np.int64)
+    for label in set(new_labels.tolist()):
+        mine = new_labels == label
+        original = int((original_labels == label).sum())
+        repeats[mine] = max(1, round(share * original / ((1 - share) * mine.sum())))
+    return repeats
 
 
 def _per_class(tracks: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, int]:

@@ -1,0 +1,139 @@
+"""The adaptation loop's parts: harvest caps and rotation, labels written atomically, the
+ImageFolder export, and adapt keeping the bundle's classes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_tl.adapt.labels import (
+    LABELS_FILE,
+    export_labelled,
+    load_tracks,
+    read_labels,
+    track_of,
+    write_labels,
+)
+from edge_tl.bundle import Bundle
+from edge_tl.errors import DataError
+from edge_tl.runtime.harvest import TRACKS_FILE, Harvester
+from tests.conftest import run_cli
+
+
+def _crop(size: int, value: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(size)
+    return rng.integers(0, 255, (size, size, 3), dtype=np.uint8) // 2 + value // 2
+
+
+def _record(frame: int) -> dict:
+    return {"first_frame": frame - 9, "last_frame": frame + 3, "count_frame": frame,
+            "box": [10, 20, 30, 40], "class": "car", "score": 0.9}  # fmt: skip
+
+
+def test_harvest_keeps_the_largest_crops_and_one_line_per_track(tmp_path: Path) -> None:
+    harvester = Harvester(tmp_path, "gate", max_crops=2)
+    track_id = harvester.save(7, [_crop(20), _crop(60), _crop(40)], _record(100))
+    assert track_id == "gate/7"
+    (line,) = [json.loads(x) for x in (tmp_path / TRACKS_FILE).read_text().splitlines()]
+    assert line["id"] == "gate/7" and line["count_frame"] == 100 and line["class"] == "car"
+    assert line["crops"] == ["gate/7/0.jpg", "gate/7/1.jpg"]
+    sizes = [load_side(tmp_path / c) for c in line["crops"]]
+    assert sizes == [60, 40]  # largest first, the smallest dropped
+
+
+def load_side(path: Path) -> int:
+    import cv2
+
+    return cv2.imread(str(path)).shape[0]
+
+
+def test_harvest_ids_continue_after_a_restart(tmp_path: Path) -> None:
+    Harvester(tmp_path, "gate").save(3, [_crop(30)], _record(10))
+    again = Harvester(tmp_path, "gate")  # the daemon restarted: its track ids start at 1 again
+    assert again.save(1, [_crop(30)], _record(20)) == "gate/4"
+    assert [t.id for t in load_tracks(tmp_path)] == ["gate/3", "gate/4"]
+
+
+def test_harvest_rotates_the_oldest_tracks_past_the_cap(tmp_path: Path) -> None:
+    harvester = Harvester(tmp_path, "gate", max_crops=1, max_mb=0.02)  # about 20 kB
+    for track in range(1, 9):
+        harvester.save(track, [_crop(96)], _record(track * 10))
+    kept = sorted(int(p.name) for p in (tmp_path / "gate").iterdir())
+    assert kept and kept[-1] == 8 and len(kept) < 8
+    assert sum(f.stat().st_size for f in (tmp_path / "gate").rglob("*.jpg")) <= 20_000
+    assert [t.track_id for t in load_tracks(tmp_path)] == kept  # lines of rotated tracks skipped
+    assert len((tmp_path / TRACKS_FILE).read_text().splitlines()) == 8
+
+
+def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "gate").write_text("a file where the stream's folder goes")
+    harvester = Harvester(tmp_path, "gate")
+    assert harvester.save(1, [_crop(30)], _record(10)) is None
+    assert harvester.save(2, [_crop(30)], _record(20)) is None
+    assert harvester.failures == 2
+
+
+def test_labels_are_written_whole_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / LABELS_FILE
+    write_labels(path, {"gate/2": "car", "gate/1": "x"})
+    assert path.read_text() == "id,class\ngate/1,x\ngate/2,car\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+    with open(path, "a") as f:  # a later row for the same id wins
+        f.write("gate/1,bike\n")
+    assert read_labels(path) == {"gate/1": "bike", "gate/2": "car"}
+
+
+def test_export_from_csv_skips_discarded_and_refuses_unknown_classes(tmp_path: Path) -> None:
+    harvest = tmp_path / "harvest"
+    harvester = Harvester(harvest, "gate")
+    for track in (1, 2, 3):
+        harvester.save(track, [_crop(30), _crop(40)], _record(track * 10))
+    write_labels(harvest / LABELS_FILE, {"gate/1": "car", "gate/2": "x", "gate/3": "truck"})
+    result = run_cli("label", str(harvest), "--export", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tracks"] == {"car": 1, "truck": 1}
+    files = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.jpg")
+    )
+    assert files == [
+        "car/gate__1__0.jpg",
+        "car/gate__1__1.jpg",
+        "truck/gate__3__0.jpg",
+        "truck/gate__3__1.jpg",
+    ]
+    assert track_of(tmp_path / "out" / "car" / "gate__1__0.jpg") == "gate__1"
+    with pytest.raises(DataError, match=r"track gate/3: class 'truck' is not one of the model's"):
+        export_labelled(
+            harvest, read_labels(harvest / LABELS_FILE), tmp_path / "o2", ["car", "bike"]
+        )
+
+
+@pytest.mark.slow
+def test_adapt_keeps_classes_holds_out_whole_tracks_and_records_the_run(
+    exported_bundle: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    labelled = tmp_path / "labelled"
+    for label in ("disc", "stripes"):
+        (labelled / label).mkdir(parents=True)
+        for i, image in enumerate(sorted((tiny_dataset / label).iterdir())[:8]):
+            shutil.copy(image, labelled / label / f"cam__{label}{i // 2}__{i % 2}.png")  # 4 tracks
+    out = tmp_path / "adapted"
+    result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["held_out_tracks"] == 2 and report["tracks"] == {"disc": 3, "stripes": 3}
+    adapted = Bundle.load(out)
+    assert adapted.labels == Bundle.load(exported_bundle).labels
+    assert adapted.manifest.input == Bundle.load(exported_bundle).manifest.input
+    (run,) = adapted.manifest.adaptations
+    assert run.streams == ["cam"] and run.tracks == 6 and run.held_out_tracks == 2
+    assert adapted.manifest.reference is not None
+
+    (labelled / "airplane").mkdir()
+    shutil.copy(next((tiny_dataset / "disc").iterdir()), labelled / "airplane" / "cam__p__0.png")
+    result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(tmp_path / "b"))
+    assert result.returncode == 1 and "airplane are not labels of the model" in result.stderr
