@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import EdgeTLError, SourceError, validation_message
-from edge_tl.runtime.config import ServeConfig, StreamConfig
-from edge_tl.runtime.daemon import serve
+from edge_tl.runtime.config import StreamConfig
+from edge_tl.runtime.daemon import run_one_stream
 from edge_tl.runtime.sinks import JsonlSink, Sink
 from edge_tl.runtime.tracker import along
 
@@ -288,25 +288,13 @@ def evaluate_counts(
     truth = load_ground_truth(truth_path)
     labels = Bundle.load(bundle, verify=False).labels
     width, height = _frame_size(clip)
-    name = clip.stem
     settings = {"mode": "motion", "line": truth.line} | dict(stream or {})
-    config = ServeConfig(
-        bundle=bundle,
-        backend=backend,
-        precision=precision,
-        threads=threads,
-        max_wait_ms=0,
-        metrics_port=None,
-        streams=[StreamConfig(name=name, source=str(clip), **settings)],
-    )
+    config = StreamConfig(name=clip.stem, source=str(clip), **settings)
     collected = _Collect()
     sinks: list[Sink] = [collected]
     if events_out is not None:
         sinks.append(JsonlSink(events_out, atomic=True))
-    health = serve(config, sinks)
-    state = health["streams"][name]
-    if state["error"]:
-        raise SourceError(state["error"])
+    health, state = run_one_stream(bundle, config, sinks, backend, precision, threads)
     # events are in the clip's pixels; the ground truth's positions in its own resolution
     sx, sy = truth.resolution.width / width, truth.resolution.height / height
     for event in collected.events:
@@ -327,6 +315,6 @@ def evaluate_counts(
         "bundle": str(bundle),
         "backend": health["backend"],
         "frames": state["frames"],
-        "settings": config.streams[0].model_dump(mode="json", exclude={"name", "source"}),
+        "settings": config.model_dump(mode="json", exclude={"name", "source"}),
         **result,
     }

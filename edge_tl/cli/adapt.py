@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_tl.cli._common import AddCommand, add_json, positive_int, print_json, table
+from edge_tl.cli._common import AddCommand, add_json, pct, positive_int, print_json, table
 from edge_tl.errors import EdgeTLError
 
 __all__ = ["register", "parse_line"]
@@ -123,9 +123,6 @@ def _adapt(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
         return 0
-
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1%}"
 
     table(
         f"{args.bundle} → {args.out} ({sum(report.tracks.values())} tracks, "

@@ -274,6 +274,33 @@ def serve(config: Path | ServeConfig, extra_sinks: Sequence[Sink] = ()) -> dict[
     return report
 
 
+def run_one_stream(
+    bundle: Path,
+    stream: StreamConfig,
+    sinks: Sequence[Sink],
+    backend: str = "auto",
+    precision: Precision = Precision.FP32,
+    threads: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The daemon with one stream (a clip or a camera) and the given sinks, run to the end:
+    what `stream`, `harvest` and `eval-counts` share. Returns the final health and the
+    stream's state; a stream that failed raises its error."""
+    config = ServeConfig(
+        bundle=bundle,
+        backend=backend,
+        precision=precision,
+        threads=threads,
+        max_wait_ms=0,  # one stream: nobody to wait for
+        metrics_port=None,
+        streams=[stream],
+    )
+    health = serve(config, sinks)
+    state = health["streams"][stream.name]
+    if state["error"]:
+        raise SourceError(state["error"])
+    return health, state
+
+
 def stream_source(
     bundle: Path,
     source: str,
@@ -289,39 +316,26 @@ def stream_source(
 ) -> dict[str, Any]:
     """`edge-tl stream`: the daemon with one stream and a JSON Lines sink (a file that appears
     whole at the end, or `stdout`); returns the run's summary."""
-    name = Path(source).stem or source
-    config = ServeConfig(
-        bundle=bundle,
-        backend=backend,
-        precision=precision,
-        threads=threads,
-        max_wait_ms=0,  # one stream: nobody to wait for
-        metrics_port=None,
-        streams=[
-            StreamConfig(
-                name=name,
-                source=source,
-                mode=mode,  # type: ignore[arg-type]
-                smoothing=smoothing,
-                stride=stride,
-                max_frames=max_frames,
-            )
-        ],
+    stream = StreamConfig(
+        name=Path(source).stem or source,
+        source=source,
+        mode=mode,  # type: ignore[arg-type]
+        smoothing=smoothing,
+        stride=stride,
+        max_frames=max_frames,
     )
     Bundle.load(bundle, verify=False)  # a missing bundle fails before the events file opens
     events = JsonlSink(out, atomic=True) if out is not None else JsonlSink(out=stdout)
     summary = SummarySink()
     started = time.perf_counter()
     try:
-        health = serve(config, [events, summary])
+        health, state = run_one_stream(
+            bundle, stream, [events, summary], backend, precision, threads
+        )
     except BaseException:
         events.discard()
         raise
     seconds = time.perf_counter() - started
-    state = health["streams"][name]
-    if state["error"]:
-        events.discard()
-        raise SourceError(state["error"])
     return {
         "source": source,
         "backend": health["backend"],
@@ -347,19 +361,14 @@ def harvest_source(
     settings: dict[str, Any] = {"mode": "motion", "harvest": out} | (stream or {})
     if line is not None:
         settings["line"] = line
-    config = ServeConfig(
-        bundle=bundle,
-        backend=backend,
-        threads=threads,
-        max_wait_ms=0,
-        metrics_port=None,
-        streams=[StreamConfig(name=name, source=source, **settings)],
-    )
     counted = SummarySink()
-    health = serve(config, [counted])
-    state = health["streams"][name]
-    if state["error"]:
-        raise SourceError(state["error"])
+    _, state = run_one_stream(
+        bundle,
+        StreamConfig(name=name, source=source, **settings),
+        [counted],
+        backend,
+        threads=threads,
+    )
     tracks = out / TRACKS_FILE
     lines = tracks.read_text(encoding="utf-8").splitlines() if tracks.is_file() else []
     return {

@@ -137,3 +137,22 @@ def test_adapt_keeps_classes_holds_out_whole_tracks_and_records_the_run(
     shutil.copy(next((tiny_dataset / "disc").iterdir()), labelled / "airplane" / "cam__p__0.png")
     result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(tmp_path / "b"))
     assert result.returncode == 1 and "airplane are not labels of the model" in result.stderr
+
+
+@pytest.mark.slow
+def test_harvest_command_keeps_every_counted_track(exported_bundle: Path, tmp_path: Path) -> None:
+    from tests.runtime.test_stream_runtime import make_traffic_clip
+
+    clip = tmp_path / "road.mp4"
+    truth = make_traffic_clip(clip, ["disc", "stripes", "checker"])
+    out = tmp_path / "harvest"
+    result = run_cli(
+        "harvest", str(exported_bundle), "--source", str(clip), "--line", "0.5,0,0.5,1",
+        "-o", str(out), "--crops", "3", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tracks"] == len(truth)
+    tracks = load_tracks(out)
+    assert [t.id for t in tracks] == [f"road/{t.track_id}" for t in tracks]
+    assert all(1 <= len(t.crops) <= 3 for t in tracks)
+    assert all(t.class_ in Bundle.load(exported_bundle).labels for t in tracks)
