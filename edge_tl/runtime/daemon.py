@@ -8,6 +8,7 @@ for a stream, whichever command runs it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import signal
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from edge_tl.bundle import Bundle, Precision
+from edge_tl.bundle import MANIFEST_NAME, Bundle, Precision
 from edge_tl.errors import EdgeTLError, SourceError
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.backends.base import Backend
@@ -69,6 +70,7 @@ class Daemon:
     def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
         self.config = config
         self.bundle = Bundle.load(config.bundle)
+        self.bundle_sha256 = bundle_digest(self.bundle)  # of the bundle serving, for /healthz
         self.metrics = DaemonMetrics()
         self.stop_event = threading.Event()
         self.sources: dict[str, Source] = {}
@@ -78,6 +80,8 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._video_sinks: dict[str, AnnotatedVideoSink] = {}
         self._http = None
+        self._processors: dict[str, StreamProcessor] = {}
+        self._reload_lock = threading.Lock()
         self.sinks: list[Sink] = [*build_sinks(config), *extra_sinks]
         try:
             self.backend: Backend = create_backend(
@@ -95,6 +99,38 @@ class Daemon:
             for sink in self.sinks:
                 sink.close()
             raise
+
+    def reload(self) -> tuple[bool, str]:
+        """Load the bundle at the configured path again (SIGHUP, POST /reload): checked beside
+        the one serving, swapped between batches, no stream restarted. A bundle that fails its
+        checks or has other labels is refused and the old one keeps serving."""
+        with self._reload_lock:
+            try:
+                bundle = Bundle.load(self.config.bundle)  # every artifact's sha256 checked
+                digest = bundle_digest(bundle)
+                if bundle.labels != self.bundle.labels:
+                    raise EdgeTLError(
+                        f"labels {bundle.labels} differ from the serving bundle's "
+                        f"{self.bundle.labels}; counts per class would not add up: restart instead"
+                    )
+                backend = create_backend(
+                    bundle, self.config.backend, self.config.precision, self.config.threads
+                ).open()
+            except Exception as exc:
+                self.metrics.reloads.labels("refused").inc()
+                message = f"reload refused: {exc}; still serving {self.bundle_sha256[:12]}"
+                log.error("%s", message)
+                return False, message
+            previous = self.scheduler.swap(Classifier(backend, bundle.labels, self.config.top_k))
+            previous.backend.close()
+            self.bundle, self.backend, self.bundle_sha256 = bundle, backend, digest
+            self.backend_description = backend.describe()
+            for processor in self._processors.values():
+                processor.use_reference(bundle.manifest.reference)
+            self.metrics.reloads.labels("ok").inc()
+            message = f"reloaded {bundle.path} ({digest[:12]}) on {self.backend_description}"
+            log.info("%s", message)
+            return True, message
 
     def health(self) -> dict[str, Any]:
         streams = {}
@@ -116,6 +152,7 @@ class Daemon:
             "ok": ok,
             "streams": streams,
             "backend": self.backend_description,
+            "bundle": {"path": str(self.bundle.path), "sha256": self.bundle_sha256},
             "mean_batch": round(self.scheduler.stats.mean_batch, 2),
         }
 
@@ -126,7 +163,7 @@ class Daemon:
             if self.config.metrics_port is not None:
                 host, port = self.config.metrics_host, self.config.metrics_port
                 try:
-                    self._http = serve_http(host, port, self.metrics, self.health)
+                    self._http = serve_http(host, port, self.metrics, self.health, self.reload)
                 except OSError as exc:
                     raise EdgeTLError(
                         f"metrics_port {port} on {host}: {exc.strerror or exc} (another "
@@ -195,6 +232,7 @@ class Daemon:
             self.config.top_k,
             self.bundle.manifest.reference,
         )
+        self._processors[stream.name] = processor
         video = (
             AnnotatedVideoSink(stream.annotated_video, source.fps or 15.0)
             if stream.annotated_video
@@ -256,12 +294,24 @@ class Daemon:
 
 @contextlib.contextmanager
 def _stop_on_signals(daemon: Daemon):  # type: ignore[no-untyped-def]
+    """SIGTERM/SIGINT stop the daemon; SIGHUP reloads its bundle (on a thread: loading takes
+    a while and a signal handler must return at once)."""
     previous = {sig: signal.signal(sig, daemon.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(
+        signal.SIGHUP,
+        lambda *_: threading.Thread(target=daemon.reload, name="reload", daemon=True).start(),
+    )
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def bundle_digest(bundle: Bundle) -> str:
+    """sha256 of the bundle's manifest, which holds every artifact's sha256: one hash that
+    changes when anything in the bundle does (shown in /healthz)."""
+    return hashlib.sha256((bundle.path / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
 def serve(config: Path | ServeConfig, extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:

@@ -49,11 +49,7 @@ class StreamProcessor:
     ) -> None:
         self.config, self.scheduler, self.labels = config, scheduler, list(labels)
         # without a reference (bundles trained before it was stored) drift is not checked
-        self.drift = (
-            DriftMonitor(reference, self.labels, config.drift)
-            if reference is not None and config.drift.enabled
-            else None
-        )
+        self.use_reference(reference)
         self.top_k = top_k
         self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
         self._smoothed: dict[int, np.ndarray] = {}
@@ -70,6 +66,14 @@ class StreamProcessor:
         self.harvester = (
             Harvester(config.harvest, config.name, config.harvest_crops, config.harvest_max_mb)
             if config.harvest is not None and config.mode == "motion"
+            else None
+        )
+
+    def use_reference(self, reference: ScoreReference | None) -> None:
+        """A reloaded bundle's drift reference: the window starts afresh against it."""
+        self.drift = (
+            DriftMonitor(reference, self.labels, self.config.drift)
+            if reference is not None and self.config.drift.enabled
             else None
         )
 

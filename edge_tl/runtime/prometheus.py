@@ -42,6 +42,12 @@ class DaemonMetrics:
             ["stream"],
             registry=self.registry,
         )
+        self.reloads = prom.Counter(
+            "edge_tl_reloads_total",
+            "Bundle reloads (SIGHUP, POST /reload): ok or refused (the old bundle kept serving)",
+            ["result"],
+            registry=self.registry,
+        )
         self.harvest_failures = prom.Gauge(
             "edge_tl_harvest_failures",
             "Counted tracks whose crops could not be written (disk full, folder unwritable)",
@@ -105,11 +111,33 @@ class DaemonMetrics:
 
 
 def serve_http(
-    host: str, port: int, metrics: DaemonMetrics, health: Callable[[], dict[str, Any]]
+    host: str,
+    port: int,
+    metrics: DaemonMetrics,
+    health: Callable[[], dict[str, Any]],
+    reload: Callable[[], tuple[bool, str]] | None = None,
 ) -> ThreadingHTTPServer:
-    """Start /metrics and /healthz on a daemon thread; returns the server (call .shutdown())."""
+    """Start /metrics, /healthz and (from localhost only) POST /reload on a daemon thread;
+    returns the server (call .shutdown())."""
 
     class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path != "/reload" or reload is None:
+                self._reply(404, b"not found\n", "text/plain")
+            elif self.client_address[0] not in ("127.0.0.1", "::1"):
+                self._reply(403, b"reload is accepted from localhost only\n", "text/plain")
+            else:
+                ok, message = reload()
+                body = json.dumps({"ok": ok, "message": message}).encode()
+                self._reply(200 if ok else 409, body, "application/json")
+
+        def _reply(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_GET(self) -> None:  # noqa: N802  (http.server's name)
             if self.path == "/metrics":
                 body, status, kind = metrics.exposition(), 200, "text/plain; version=0.0.4"
@@ -119,11 +147,7 @@ def serve_http(
                 status, kind = (200 if report["ok"] else 503), "application/json"
             else:
                 body, status, kind = b"not found\n", 404, "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._reply(status, body, kind)
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: scrapes every few seconds
             pass

@@ -36,6 +36,7 @@ class BatchScheduler:
     ) -> None:
         self.classifier, self.max_batch, self.max_wait_s = classifier, max_batch, max_wait_ms / 1e3
         self.stats = BatchStats()
+        self._swap_lock = threading.Lock()  # held while a batch runs: a swap waits for it
         self._queue: queue.Queue[tuple[np.ndarray, Future[Prediction]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
@@ -48,6 +49,13 @@ class BatchScheduler:
     def classify(self, images: list[np.ndarray]) -> list[Prediction]:
         """Submit and wait: the images may share a batch with other streams' images."""
         return [f.result() for f in [self.submit(image) for image in images]]
+
+    def swap(self, classifier: Classifier) -> Classifier:
+        """Use `classifier` from the next batch on; returns the previous one, which no batch
+        is using any more when this returns (so its backend may be closed)."""
+        with self._swap_lock:
+            previous, self.classifier = self.classifier, classifier
+        return previous
 
     def close(self) -> None:
         self._queue.put(None)
@@ -82,7 +90,8 @@ class BatchScheduler:
     def _infer(self, pending: list[tuple[np.ndarray, Future[Prediction]]]) -> None:
         t0 = time.perf_counter()
         try:
-            predictions = self.classifier.classify([image for image, _ in pending])
+            with self._swap_lock:
+                predictions = self.classifier.classify([image for image, _ in pending])
         except Exception as exc:  # hand the failure to every waiting stream, keep serving
             log.error("inference failed for a batch of %d: %s", len(pending), exc)
             for _, future in pending:
