@@ -35,15 +35,21 @@ def register(add_command: AddCommand) -> None:
     p = add_command(
         "label",
         _label,
-        "Turn labelled harvested tracks into an ImageFolder for `edge-tl adapt` (labels from "
-        "DIR/labels.csv or --from-csv: id,class; class 'x' discards a track).",
+        "Label harvested tracks on a local page (keys 1-N, x discards; saved to DIR/labels.csv "
+        "at every key), or with --export turn the labels into an ImageFolder for `edge-tl adapt`.",
     )
     p.add_argument("harvest", type=Path, help="a folder `edge-tl harvest` or serve wrote")
     p.add_argument(
-        "--from-csv", type=Path, default=None, help="labels file (default: DIR/labels.csv)"
+        "--bundle", type=Path, default=None, help="its classes are the choices (and the only ones)"
     )
-    p.add_argument("--export", type=Path, required=True, help="new folder: OUT/<class>/<crops>")
-    p.add_argument("--bundle", type=Path, default=None, help="refuse classes this bundle lacks")
+    p.add_argument("--port", type=int, default=0, help="page port on 127.0.0.1 (default: any)")
+    p.add_argument("--export", type=Path, default=None, help="new folder: OUT/<class>/<crops>")
+    p.add_argument(
+        "--from-csv",
+        type=Path,
+        default=None,
+        help="with --export: labels (default: DIR/labels.csv)",
+    )
     add_json(p)
 
     p = add_command(
@@ -97,9 +103,25 @@ def _harvest(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from edge_tl.adapt.labels import LABELS_FILE, export_labelled, read_labels
+    from edge_tl.adapt.labels import LABELS_FILE, export_labelled, load_tracks, read_labels
     from edge_tl.bundle import Bundle
 
+    if args.export is None:
+        from edge_tl.adapt.label_page import LabelServer
+
+        classes = (
+            Bundle.load(args.bundle, verify=False).labels
+            if args.bundle
+            else sorted({t.class_ for t in load_tracks(args.harvest) if t.class_})
+        )
+        server = LabelServer(args.harvest, classes, args.port)
+        print(f"label {len(server.tracks)} track(s) at {server.url}  (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        print(f"labels in {server.labels_file}: {len(server.labels)}")
+        return 0
     source = args.from_csv or args.harvest / LABELS_FILE
     labels = read_labels(source)
     if not labels:

@@ -156,3 +156,101 @@ def test_harvest_command_keeps_every_counted_track(exported_bundle: Path, tmp_pa
     assert [t.id for t in tracks] == [f"road/{t.track_id}" for t in tracks]
     assert all(1 <= len(t.crops) <= 3 for t in tracks)
     assert all(t.class_ in Bundle.load(exported_bundle).labels for t in tracks)
+
+
+def _harvest_three(directory: Path) -> None:
+    harvester = Harvester(directory, "gate")
+    for track, score in ((1, 0.9), (2, 0.4), (3, 0.6)):
+        harvester.save(track, [_crop(40), _crop(50)], _record(track * 10) | {"score": score})
+
+
+def test_label_page_needs_its_token(tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from edge_tl.adapt.label_page import LabelServer
+
+    _harvest_three(tmp_path)
+    server = LabelServer(tmp_path, ["car", "bike"]).start()
+    local = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        base = server.url.split("?")[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            local.open(base + "api/tracks?token=wrong")
+        assert refused.value.code == 403
+        state = json.loads(local.open(base + f"api/tracks?token={server.token}").read())
+        assert [t["id"] for t in state["tracks"]] == [
+            "gate/2",
+            "gate/3",
+            "gate/1",
+        ]  # least sure first
+        with pytest.raises(urllib.error.HTTPError) as outside:
+            local.open(base + f"crops/../../etc/passwd?token={server.token}")
+        assert outside.value.code == 404
+    finally:
+        server.shutdown()
+
+
+def _chrome():  # type: ignore[no-untyped-def]
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        pytest.skip(
+            "Debian's chromium and chromedriver are not installed (apt install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    return webdriver.Chrome(options=options, service=service)
+
+
+@pytest.mark.slow
+def test_label_page_in_a_real_browser_with_keys_and_a_reload(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from edge_tl.adapt.label_page import LabelServer
+
+    _harvest_three(tmp_path)
+    server = LabelServer(tmp_path, ["car", "bike"]).start()
+    browser = _chrome()
+    try:
+        browser.get(server.url)
+        body = browser.find_element(By.TAG_NAME, "body")
+        wait = WebDriverWait(browser, 10)
+
+        def shows(track: str) -> None:
+            wait.until(
+                lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-track") == track
+            )
+
+        def saved(count: int) -> None:
+            wait.until(
+                lambda b: (
+                    b.find_element(By.TAG_NAME, "body").get_attribute("data-saved") == str(count)
+                )
+            )
+
+        shows("gate/2")  # the least confident first
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#strip img")) == 2
+        body.send_keys("2")  # bike, then on to the next
+        saved(1)
+        shows("gate/3")
+        body.send_keys("x")  # discarded
+        saved(2)
+        assert read_labels(tmp_path / LABELS_FILE) == {"gate/2": "bike", "gate/3": "x"}
+
+        browser.refresh()  # mid-way: the page resumes at the first unlabelled track
+        body = browser.find_element(By.TAG_NAME, "body")
+        shows("gate/1")
+        body.send_keys(Keys.ARROW_LEFT)
+        shows("gate/3")
+        assert body.get_attribute("data-label") == "x"
+        body.send_keys("1")  # changed my mind: a car
+        saved(1)
+        assert read_labels(tmp_path / LABELS_FILE) == {"gate/2": "bike", "gate/3": "car"}
+    finally:
+        browser.quit()
+        server.shutdown()
