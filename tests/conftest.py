@@ -72,10 +72,12 @@ def exported_bundle(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def run_cli(
-    *args: str, block_torch: bool = False, timeout: float = 600
+    *args: str, block_torch: bool = False, block: tuple[str, ...] = (), timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run `edge-tl ARGS` in a fresh interpreter; with block_torch, torch & co cannot be imported."""
+    """Run `edge-tl ARGS` in a fresh interpreter; with block_torch, torch & co cannot be
+    imported, nor can the modules in `block` (an optional library that is not installed)."""
     blocked = ["torch", "torchvision", "timm", "tensorrt", "tensorrt_rtx"] if block_torch else []
+    blocked += list(block)
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"

@@ -1,0 +1,66 @@
+"""The OpenVINO backend against ONNX Runtime on real images, and `auto` with and without it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_tl.bundle import Bundle, Precision
+from edge_tl.images import find_images, load_image
+from edge_tl.preprocess import preprocess
+from edge_tl.runtime.backends import create_backend, select_backend
+from tests.conftest import run_cli
+
+pytest.importorskip("openvino", reason="openvino not installed (pip install 'edge-tl[openvino]')")
+pytestmark = pytest.mark.slow
+
+
+def _batch(bundle: Bundle, tiny_dataset: Path) -> np.ndarray:
+    images = [load_image(p) for p in find_images([tiny_dataset])]
+    return preprocess(images, bundle.input_spec)
+
+
+def test_fp32_matches_onnxruntime(exported_bundle: Path, tiny_dataset: Path) -> None:
+    bundle = Bundle.load(exported_bundle)
+    batch = _batch(bundle, tiny_dataset)
+    with create_backend(bundle, "openvino") as ov, create_backend(bundle, "onnxruntime") as ort:
+        assert "inference precision f32" in ov.describe()
+        ov_logits, ort_logits = ov.infer(batch), ort.infer(batch)
+    assert ov_logits.shape == ort_logits.shape == (len(batch), len(bundle.labels))
+    assert (ov_logits.argmax(1) == ort_logits.argmax(1)).all()  # top-1 agreement 100 %
+    np.testing.assert_allclose(ov_logits, ort_logits, atol=1e-3)
+
+
+def test_int8_agrees_with_the_reference_path(exported_bundle: Path, tiny_dataset: Path) -> None:
+    bundle = Bundle.load(exported_bundle)
+    batch = _batch(bundle, tiny_dataset)
+    with (
+        create_backend(bundle, "openvino", Precision.INT8) as ov,
+        create_backend(bundle, "onnxruntime", Precision.INT8) as reference,
+    ):
+        assert "reference Q/DQ" in reference.describe()
+        ov_logits, ref_logits = ov.infer(batch), reference.infer(batch)
+    agreement = float((ov_logits.argmax(1) == ref_logits.argmax(1)).mean())
+    assert agreement >= 0.95, agreement
+
+
+def test_auto_prefers_openvino_and_says_why(
+    exported_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="edge_tl.runtime.backends"):
+        assert select_backend(Bundle.load(exported_bundle), Precision.INT8) == "openvino"
+    assert "backend auto → openvino" in caplog.text
+
+
+def test_auto_falls_back_to_onnxruntime_without_openvino(
+    exported_bundle: Path, tiny_dataset: Path
+) -> None:
+    image = next(iter(find_images([tiny_dataset])))
+    result = run_cli("predict", str(exported_bundle), str(image), "--json", block=("openvino",))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"].startswith("onnxruntime")
+    result = run_cli("predict", str(exported_bundle), str(image), block=("openvino",))
+    assert "openvino: 'openvino' not installed (edge-tl[openvino])" in result.stderr  # the reason
