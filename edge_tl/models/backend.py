@@ -28,10 +28,11 @@ class TorchBackend(Backend):
         bundle: Bundle,
         precision: Precision = Precision.FP32,
         threads: int | None = None,
+        shared_host: bool = False,
         device: str | None = None,
         channels_last: bool = True,
     ) -> None:
-        super().__init__(bundle, precision, threads)
+        super().__init__(bundle, precision, threads, shared_host)
         self.device = device
         self.channels_last = channels_last
 

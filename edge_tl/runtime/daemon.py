@@ -85,7 +85,7 @@ class Daemon:
         self.sinks: list[Sink] = [*build_sinks(config), *extra_sinks]
         try:
             self.backend: Backend = create_backend(
-                self.bundle, config.backend, config.precision, config.threads
+                self.bundle, config.backend, config.precision, config.threads, shared_host=True
             ).open()
             self.backend_description = self.backend.describe()  # what ran, also after close
             self.scheduler = BatchScheduler(
@@ -114,7 +114,11 @@ class Daemon:
                         f"{self.bundle.labels}; counts per class would not add up: restart instead"
                     )
                 backend = create_backend(
-                    bundle, self.config.backend, self.config.precision, self.config.threads
+                    bundle,
+                    self.config.backend,
+                    self.config.precision,
+                    self.config.threads,
+                    shared_host=True,
                 ).open()
             except Exception as exc:
                 self.metrics.reloads.labels("refused").inc()

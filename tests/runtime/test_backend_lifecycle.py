@@ -51,3 +51,26 @@ def test_failed_open_frees_what_it_allocated(exported_bundle: Path) -> None:
     with working:
         assert working.held and not working.freed
     assert working.freed == ["pinned buffer", "device buffer"]
+
+
+@pytest.mark.slow
+def test_the_daemon_asks_onnxruntime_not_to_spin(exported_bundle: Path) -> None:
+    """Spinning threads steal the decoder's core (benchmarks/results/ort-spinning.json): the
+    daemon's sessions (shared_host) turn it off; a backend on its own keeps ORT's default."""
+    from edge_tl.bundle import Bundle
+    from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
+
+    def spinning(backend: OnnxRuntimeBackend) -> str | None:
+        try:
+            return backend._session.get_session_options().get_session_config_entry(
+                "session.intra_op.allow_spinning"
+            )
+        except RuntimeError:  # not set: ORT's default, which spins
+            return None
+
+    bundle = Bundle.load(exported_bundle)
+    with (
+        OnnxRuntimeBackend(bundle, shared_host=True) as shared,
+        OnnxRuntimeBackend(bundle) as alone,
+    ):
+        assert spinning(shared) == "0" and spinning(alone) is None

@@ -87,8 +87,10 @@ def create_backend(
     name: str = "auto",
     precision: Precision = Precision.FP32,
     threads: int | None = None,
+    shared_host: bool = False,
 ) -> Backend:
-    """An unopened backend; use it as `with create_backend(...) as backend:`."""
+    """An unopened backend; use it as `with create_backend(...) as backend:`. `shared_host`:
+    other busy threads share the cores (the daemon), see Backend.shared_host."""
     if name == "auto":
         name = select_backend(bundle, precision)
     classes = backend_classes()
@@ -101,7 +103,7 @@ def create_backend(
     problem = cls.cannot_serve(bundle, precision)
     if problem:
         raise BackendError(f"backend {name}: {problem}")
-    return cls(bundle, precision, threads=threads)
+    return cls(bundle, precision, threads=threads, shared_host=shared_host)
 
 
 register_backend(TensorRTBackend)

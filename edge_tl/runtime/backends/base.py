@@ -31,11 +31,18 @@ class Backend(ABC):
     auto_rank: ClassVar[int] = 50  # `auto` tries backends in ascending rank
 
     def __init__(
-        self, bundle: Bundle, precision: Precision = Precision.FP32, threads: int | None = None
+        self,
+        bundle: Bundle,
+        precision: Precision = Precision.FP32,
+        threads: int | None = None,
+        shared_host: bool = False,
     ) -> None:
         self.bundle = bundle
         self.precision = precision
         self.threads = threads
+        # the daemon: decode and motion threads share the cores, so inference threads must not
+        # spin-wait for work (a backend that has such a knob honours it)
+        self.shared_host = shared_host
         self._opened = False
         self._closed = False
 

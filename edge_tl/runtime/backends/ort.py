@@ -89,7 +89,9 @@ class OnnxRuntimeBackend(Backend):
         # Without VNNI, ORT's fused int8 CPU kernels saturate (top-1 36-45% on the vehicle
         # model, performance-notes.md); the reference Q/DQ path computes what TensorRT does.
         self._reference_qdq = self.precision == Precision.INT8 and on_cpu
-        config = {"session.disable_quant_qdq": "1"} if self._reference_qdq else None
+        config = {"session.disable_quant_qdq": "1"} if self._reference_qdq else {}
+        if self.shared_host:  # spinning threads steal the decoder's core (issue 17: 2x slower)
+            config["session.intra_op.allow_spinning"] = "0"
         providers = [
             self._tensorrt_provider(path) if p == "TensorrtExecutionProvider" else p
             for p in _PREFERRED_PROVIDERS

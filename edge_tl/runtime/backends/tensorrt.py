@@ -102,9 +102,10 @@ class TensorRTBackend(Backend):
         bundle: Bundle,
         precision: Precision = Precision.FP16,
         threads: int | None = None,
+        shared_host: bool = False,
         cuda_graphs: bool = True,
     ) -> None:
-        super().__init__(bundle, precision, threads)
+        super().__init__(bundle, precision, threads, shared_host)
         self.cuda_graphs = cuda_graphs
         self._buffers: list[Any] = []
         self._graphs: dict[int, Any] = {}
