@@ -189,6 +189,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"bundle": str(args.bundle), "precisions": [r.as_dict() for r in reports]})
         return 0
+    backends = list(reports[0].cpu_latency_ms_p50_by_backend) or ["onnxruntime"]
     table(
         f"exported {args.bundle} · accuracy on {reports[0].images} validation images",
         [
@@ -198,8 +199,8 @@ def _export(args: argparse.Namespace) -> int:
             "top-1",
             "agreement vs fp32",
             "max |Δlogit|",
-            "CPU p50 ms (b1)",
-            "measured on",
+            *[f"p50 ms b1 {name}" for name in backends],
+            "accuracy measured on",
         ],
         [
             [
@@ -209,7 +210,10 @@ def _export(args: argparse.Namespace) -> int:
                 pct(r.top1),
                 pct(r.agreement_fp32),
                 f"{r.max_abs_logit_diff_fp32:.3g}",
-                f"{r.cpu_latency_ms_p50:.1f}",
+                *[
+                    f"{r.cpu_latency_ms_p50_by_backend.get(name, r.cpu_latency_ms_p50):.1f}"
+                    for name in backends
+                ],
                 r.measured_on,
             ]
             for r in reports

@@ -92,6 +92,8 @@ class PrecisionReport:
     measured_on: str
     images: int
     details: dict[str, Any] = field(default_factory=dict)
+    # batch-1 p50 on every CPU backend installed here (onnxruntime, openvino)
+    cpu_latency_ms_p50_by_backend: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -192,6 +194,7 @@ def export_bundle(
             p for p in Precision if p in options.precisions or (p == Precision.FP32 and export_fp32)
         ]
         reports = _measure(staged, written, compare_torch=export_fp32, options=options)
+        _cpu_backends(staged, reports, options)
         for report in reports:
             stage.manifest.artifacts[report.file].details.update(report.details)
             if report.top1 is not None:
@@ -239,6 +242,44 @@ def _calibration(
     paths = training_images(bundle, root, options.calib_images, options.seed)
     feeds = calibration_feeds(bundle, paths, INPUT_NAME)
     return feeds, sum(len(f[INPUT_NAME]) for f in feeds)
+
+
+def _cpu_backends(staged: Bundle, reports: list[PrecisionReport], options: ExportOptions) -> None:
+    """Batch-1 latency of every precision on every CPU backend installed, and a warning where a
+    precision is slower than fp32 on the backend `auto` would serve it with here."""
+    from edge_tl._deps import is_available
+    from edge_tl.runtime.backends import backend_classes
+
+    cpu = [n for n in ("openvino", "onnxruntime") if is_available(backend_classes()[n].requires[0])]
+    fp32 = Precision.FP32 if staged.find(ArtifactKind.ONNX, Precision.FP32) else None
+    wanted = {Precision(r.precision) for r in reports} | ({fp32} if fp32 else set())
+    latency: dict[tuple[str, Precision], float] = {}
+    for name in cpu:
+        for precision in wanted:
+            with backend_classes()[name](staged, precision) as backend:
+                latency[name, precision] = p50_ms(
+                    backend.infer, backend.example_batch(1), iterations=options.latency_iterations
+                )
+    for report in reports:
+        precision = Precision(report.precision)
+        report.cpu_latency_ms_p50_by_backend = {n: round(latency[n, precision], 3) for n in cpu}
+    serving = min(cpu, key=lambda n: backend_classes()[n].auto_rank, default=None)
+    for report in reports:
+        precision = Precision(report.precision)
+        if serving is None or fp32 is None or precision == fp32:
+            continue
+        slow, base = latency[serving, precision], latency[serving, fp32]
+        if slow > base:
+            hint = (
+                "; ONNX Runtime runs int8 on CPU through its reference Q/DQ path: install "
+                "edge-tl[openvino] for int8 that runs as int8"
+                if serving == "onnxruntime" and precision == Precision.INT8
+                else ""
+            )
+            log.warning(
+                "%s is slower than fp32 on %s, the CPU backend `auto` picks here: %.1f vs "
+                "%.1f ms at batch 1%s", report.file, serving, slow, base, hint,
+            )  # fmt: skip
 
 
 def _drop_graph_artifacts(stage: BundleStage) -> None:

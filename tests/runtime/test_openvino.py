@@ -64,3 +64,23 @@ def test_auto_falls_back_to_onnxruntime_without_openvino(
     assert json.loads(result.stdout)["backend"].startswith("onnxruntime")
     result = run_cli("predict", str(exported_bundle), str(image), block=("openvino",))
     assert "openvino: 'openvino' not installed (edge-tl[openvino])" in result.stderr  # the reason
+
+
+def test_export_times_every_cpu_backend_and_warns_where_int8_is_slower(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    """Issue 17, item 2: per precision and CPU backend; ORT's int8 is the slow reference path."""
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(exported_bundle, bundle)
+    result = run_cli("export", str(bundle), "--precision", "fp32,int8", "--json")
+    assert result.returncode == 0, result.stderr
+    reports = {r["precision"]: r for r in json.loads(result.stdout)["precisions"]}
+    assert set(reports["int8"]["cpu_latency_ms_p50_by_backend"]) == {"openvino", "onnxruntime"}
+    assert "slower than fp32" not in result.stderr  # auto picks OpenVINO, where int8 pays
+
+    result = run_cli("export", str(bundle), "--precision", "fp32,int8", block=("openvino",))
+    assert result.returncode == 0, result.stderr
+    assert "int8.onnx is slower than fp32 on onnxruntime" in result.stderr
+    assert "install edge-tl[openvino]" in result.stderr
