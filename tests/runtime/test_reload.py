@@ -24,6 +24,18 @@ from tests.runtime.test_stream_runtime import make_traffic_clip
 pytestmark = pytest.mark.slow
 
 
+def _one_camera_daemon(bundle: Path, tmp_path: Path) -> Daemon:
+    """A daemon serving `bundle` to one realtime clip, metrics on a free port (not started)."""
+    clip = tmp_path / "cam.mp4"
+    make_traffic_clip(clip, ["disc"] * 6)
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{bundle}"\nmetrics_port = 0\n'
+        f'[[streams]]\nname = "cam"\nsource = "{clip}"\nmode = "frame"\nrealtime = true\n'
+    )
+    return Daemon(load_config(config))
+
+
 def _frames(path: Path) -> int:
     return int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
 
@@ -86,14 +98,7 @@ def test_tampered_or_incompatible_bundles_are_refused(
 ) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(exported_bundle, bundle)
-    clip = tmp_path / "cam.mp4"
-    make_traffic_clip(clip, ["disc"] * 6)
-    config = tmp_path / "serve.toml"
-    config.write_text(
-        f'bundle = "{bundle}"\nmetrics_port = 0\n'
-        f'[[streams]]\nname = "cam"\nsource = "{clip}"\nmode = "frame"\nrealtime = true\n'
-    )
-    daemon = Daemon(load_config(config))
+    daemon = _one_camera_daemon(bundle, tmp_path)
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()
     try:
@@ -120,14 +125,7 @@ def test_tampered_or_incompatible_bundles_are_refused(
 
 
 def test_sighup_reloads(exported_bundle: Path, tmp_path: Path) -> None:
-    clip = tmp_path / "cam.mp4"
-    make_traffic_clip(clip, ["disc"] * 6)
-    config = tmp_path / "serve.toml"
-    config.write_text(
-        f'bundle = "{exported_bundle}"\nmetrics_port = 0\n'
-        f'[[streams]]\nname = "cam"\nsource = "{clip}"\nmode = "frame"\nrealtime = true\n'
-    )
-    daemon = Daemon(load_config(config))
+    daemon = _one_camera_daemon(exported_bundle, tmp_path)
     with _stop_on_signals(daemon):
         runner = threading.Thread(target=daemon.run, daemon=True)
         runner.start()
