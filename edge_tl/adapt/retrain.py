@@ -30,7 +30,7 @@ from edge_tl.bundle import ArtifactKind, Bundle, check_bundle_target, stage_bund
 from edge_tl.data.folder import scan_dataset, scan_image_folder
 from edge_tl.errors import DataError
 from edge_tl.evaluate import dataset_root, labelled_subset
-from edge_tl.metrics import softmax
+from edge_tl.metrics import softmax, top1
 from edge_tl.records import AdaptationInfo
 from edge_tl.runtime.drift import score_reference
 from edge_tl.train.features import extract_features
@@ -109,16 +109,13 @@ def adapt_bundle(
         classifier.weight.copy_(torch.from_numpy(result.weight))
         classifier.bias.copy_(torch.from_numpy(result.bias))
 
-    def top1(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> float:
-        return float(((x @ w.T + b).argmax(axis=1) == y).mean())
-
     report = AdaptReport(
         bundle=str(out),
         tracks=_per_class(tracks[train_new], new.labels[train_new], labels),
         held_out_tracks=len(held),
         original_val_top1={
-            "before": top1(val_x, original_val.labels, old_w, old_b),
-            "after": top1(val_x, original_val.labels, result.weight, result.bias),
+            "before": top1(val_x @ old_w.T + old_b, original_val.labels),
+            "after": top1(val_x @ result.weight.T + result.bias, original_val.labels),
         },
         new_camera_track_top1={
             "before": _track_top1(

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_tl.runtime.motion import Box
+from edge_tl.runtime.motion import Box, small_grey
 
 __all__ = ["CameraMotionConfig", "CameraMotion", "GlobalMotion"]
 
@@ -64,8 +64,7 @@ class CameraMotion:
     def update(self, frame: np.ndarray, vehicles: Sequence[Box] = ()) -> GlobalMotion:
         """`vehicles`: the previous frame's moving blobs (full-frame pixels); corners inside
         them are left out, so traffic that fills a close view does not pass for a pan."""
-        grey = _small_grey(frame, self.config.width)
-        scale = grey.shape[1] / frame.shape[1]
+        grey, scale = small_grey(frame, self.config.width)
         shift = (
             0.0
             if self._previous is None
@@ -88,12 +87,6 @@ class CameraMotion:
             started=started,
             settled=settled,
         )
-
-
-def _small_grey(frame: np.ndarray, width: int) -> np.ndarray:
-    scale = min(1.0, width / frame.shape[1])
-    small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
 
 
 def _mask(shape: tuple[int, ...], boxes: Sequence[Box], scale: float) -> np.ndarray | None:

@@ -84,9 +84,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self.sinks: list[Sink] = [*build_sinks(config), *extra_sinks]
         try:
-            self.backend: Backend = create_backend(
-                self.bundle, config.backend, config.precision, config.threads, shared_host=True
-            ).open()
+            self.backend: Backend = self._open_backend(self.bundle)
             self.backend_description = self.backend.describe()  # what ran, also after close
             self.scheduler = BatchScheduler(
                 Classifier(self.backend, self.bundle.labels, config.top_k),
@@ -99,6 +97,14 @@ class Daemon:
             for sink in self.sinks:
                 sink.close()
             raise
+
+    def _open_backend(self, bundle: Bundle) -> Backend:
+        """The configured backend for `bundle`, opened; its threads share the cores with the
+        streams' decoding, so they must not spin."""
+        config = self.config
+        return create_backend(
+            bundle, config.backend, config.precision, config.threads, shared_host=True
+        ).open()
 
     def reload(self) -> tuple[bool, str]:
         """Load the bundle at the configured path again (SIGHUP, POST /reload): checked beside
@@ -113,13 +119,7 @@ class Daemon:
                         f"labels {bundle.labels} differ from the serving bundle's "
                         f"{self.bundle.labels}; counts per class would not add up: restart instead"
                     )
-                backend = create_backend(
-                    bundle,
-                    self.config.backend,
-                    self.config.precision,
-                    self.config.threads,
-                    shared_host=True,
-                ).open()
+                backend = self._open_backend(bundle)
             except Exception as exc:
                 self.metrics.reloads.labels("refused").inc()
                 message = f"reload refused: {exc}; still serving {self.bundle_sha256[:12]}"

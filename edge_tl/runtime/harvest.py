@@ -45,18 +45,13 @@ class Harvester:
         self.saved = 0
         self._reported: set[str] = set()
         stream_dir = self.directory / stream
-        # ids continue after the last harvested track, so a restarted daemon overwrites nothing
-        existing = (
-            [int(p.name) for p in stream_dir.iterdir() if p.name.isdigit()]
-            if stream_dir.is_dir()
-            else []
+        tracks = sorted(
+            (p for p in stream_dir.iterdir() if p.name.isdigit()) if stream_dir.is_dir() else [],
+            key=lambda p: int(p.name),
         )
-        self.id_offset = max(existing, default=0)
-        self._kept: deque[tuple[Path, int]] = deque(
-            (p, _folder_bytes(p)) for p in sorted(
-                (q for q in stream_dir.iterdir() if q.name.isdigit()), key=lambda q: int(q.name)
-            )
-        ) if stream_dir.is_dir() else deque()  # fmt: skip
+        # ids continue after the last harvested track, so a restarted daemon overwrites nothing
+        self.id_offset = int(tracks[-1].name) if tracks else 0
+        self._kept: deque[tuple[Path, int]] = deque((p, _folder_bytes(p)) for p in tracks)
         self._bytes = sum(size for _, size in self._kept)
 
     def save(self, track_id: int, crops: list[np.ndarray], record: dict[str, Any]) -> str | None:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MotionConfig", "MotionDetector", "Box"]
+__all__ = ["MotionConfig", "MotionDetector", "Box", "small_grey"]
 
 Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
 
@@ -41,12 +41,7 @@ class MotionDetector:
         self._frames = 0
 
     def detect(self, frame: np.ndarray) -> list[Box]:
-        height, width = frame.shape[:2]
-        scale = min(1.0, self.config.width / width)
-        small = cv2.resize(
-            frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-        )
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        grey, scale = small_grey(frame, self.config.width)
         mask = self._subtractor.apply(grey)
         self._frames += 1
         if self._frames <= self.config.warmup_frames:
@@ -54,7 +49,7 @@ class MotionDetector:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         mask = cv2.dilate(mask, self._kernel, iterations=2)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        min_area = self.config.min_area * small.shape[0] * small.shape[1]
+        min_area = self.config.min_area * grey.shape[0] * grey.shape[1]
         boxes = []
         for contour in contours:
             if cv2.contourArea(contour) < min_area:
@@ -70,3 +65,14 @@ def _subtractor(config: MotionConfig) -> cv2.BackgroundSubtractor:
     return cv2.createBackgroundSubtractorMOG2(
         history=config.history, varThreshold=config.threshold, detectShadows=False
     )
+
+
+def small_grey(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """`frame` (BGR) shrunk to at most `width` pixels across and made grey, and the scale used:
+    what motion detection and camera-motion estimation both work on (cost grows with pixels)."""
+    height, full_width = frame.shape[:2]
+    scale = min(1.0, width / full_width)
+    small = cv2.resize(
+        frame, (round(full_width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+    )
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), scale
