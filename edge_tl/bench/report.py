@@ -7,7 +7,7 @@ from typing import Any
 
 from edge_tl._deps import is_available
 
-__all__ = ["to_markdown", "write_reports", "rows"]
+__all__ = ["to_markdown", "write_reports", "rows", "floor_lines"]
 
 
 def rows(result: dict[str, Any]) -> list[list[str]]:
@@ -26,6 +26,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
                 f"{lat['iqr_ms']:.2f}" + (" noisy" if lat["noisy"] else ""),
                 f"{r['throughput_ips']:.1f}",
                 f"{speedup:.2f}x" if speedup else "-",
+                f"{r['x_of_floor']:.2f}x" if "x_of_floor" in r else "-",
                 f"{r['load_seconds']:.2f}",
             ]
         )
@@ -41,6 +42,7 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
                 f"{lat['iqr_ms']:.2f}" + (" noisy" if lat["noisy"] else ""),
                 f"{naive['throughput_ips']:.1f}",
                 "1.00x",
+                "-",
                 f"{naive['load_seconds']:.2f}",
             ]
         )
@@ -56,6 +58,7 @@ HEADER = [
     "IQR ms",
     "img/s",
     "vs naive torch",
+    "x of floor",
     "load s",
 ]
 
@@ -77,6 +80,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "|" + "---|" * len(HEADER),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
+    lines += floor_lines(result)
     stage_rows = [r for r in result["results"] if "stages_ms_p50" in r]
     if stage_rows:
         lines += [
@@ -106,6 +110,20 @@ def to_markdown(result: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def floor_lines(result: dict[str, Any]) -> list[str]:
+    """What "x of floor" is measured against (terminal and Markdown)."""
+    floor = result.get("cpu_floor")
+    if not floor:
+        return []
+    return [
+        "",
+        f"x of floor: p50 ÷ this CPU's fp32 floor, {floor['floor_ms_b1']:.2f} ms per image = "
+        f"{floor['macs_per_image'] / 1e9:.3f} GMAC ÷ {floor['fp32_gmacs_per_s']:.1f} GMAC/s "
+        f"({floor['method']}). int8 rows can go below 1.0: their own floor is lower (VNNI does "
+        "4 int8 MACs per fp32 FMA slot).",
+    ]
 
 
 def write_reports(result: dict[str, Any], out_dir: Path, name: str) -> list[Path]:

@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 
 from edge_tl._malloc import tune_malloc
+from edge_tl.bench.floor import CpuFloor, cpu_floor
 from edge_tl.bench.naive import run_naive_torch
 from edge_tl.bench.system import current_rss_mb, peak_rss_mb, system_info
-from edge_tl.bundle import Bundle, Precision
+from edge_tl.bundle import ArtifactKind, Bundle, Precision
 from edge_tl.data.folder import scan_image_folder
 from edge_tl.data.sample import sample_holdout_dir
 from edge_tl.errors import BackendError, EdgeTLError
@@ -75,6 +76,7 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
                         "description": backend.describe(),
                         "precision": precision.value,
                         "batch": batch_size,
+                        "on_cpu": backend.runs_on_cpu,
                         "load_seconds": round(load_seconds, 3),
                         "rss_after_load_mb": round(current_rss_mb() - rss_before, 1),
                         "throughput_ips": round(batch_size * 1e3 / stats.mean_ms, 2),
@@ -110,6 +112,7 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
                 row["speedup_vs_naive_torch_p50"] = round(
                     naive_row["latency"]["p50_ms"] / row["latency"]["p50_ms"], 3
                 )
+    floor = _cpu_floor(bundle, results, skipped)
     noisy = [
         f"{r['backend']} {r['precision']} b{r['batch']}" for r in results if r["latency"]["noisy"]
     ]
@@ -129,6 +132,7 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
         "system": system_info(config.threads),
         "results": results,
         "naive_torch": baselines,
+        "cpu_floor": floor.as_dict() if floor else None,
         "skipped": skipped,
         "accuracy": {k: v.top1 for k, v in bundle.manifest.metrics.items()},
         "harness_overhead_us": round(_harness_overhead_us(), 3),
@@ -136,6 +140,24 @@ def run_benchmark(bundle: Bundle, config: BenchConfig) -> dict[str, Any]:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _cpu_floor(
+    bundle: Bundle, results: list[dict[str, Any]], skipped: list[dict[str, str]]
+) -> CpuFloor | None:
+    """Adds "x of floor" to every CPU row: its p50 over the fp32 floor of this CPU (bench.floor)."""
+    cpu_rows = [r for r in results if r["on_cpu"]]
+    graph = bundle.find(ArtifactKind.ONNX, Precision.FP32)
+    if not cpu_rows or graph is None:
+        return None
+    try:
+        floor = cpu_floor(bundle.path / graph.file)
+    except EdgeTLError as exc:
+        skipped.append({"backend": "cpu floor", "precision": "fp32", "reason": str(exc)})
+        return None
+    for row in cpu_rows:
+        row["x_of_floor"] = round(row["latency"]["p50_ms"] / floor.floor_ms(row["batch"]), 3)
+    return floor
 
 
 def _timed(infer: Any, batch: np.ndarray, config: BenchConfig) -> list[float]:

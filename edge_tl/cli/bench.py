@@ -24,7 +24,7 @@ def register(add_command: AddCommand) -> None:
         "bench",
         _bench,
         "Benchmark backends x precisions x batch sizes in one run: latency percentiles, throughput, "
-        "per-stage times, load time, memory, the naive PyTorch baseline and the machine; or compare two runs.",
+        "per-stage times, load time, memory, the naive PyTorch baseline, each CPU row as a multiple of the CPU's fp32 floor, and the machine; or compare two runs.",
     )
     p.add_argument("bundle", type=Path, nargs="?", help="bundle to benchmark (omit with --compare)")
     p.add_argument(
@@ -108,7 +108,7 @@ def register(add_command: AddCommand) -> None:
 def _bench(args: argparse.Namespace) -> int:
     if args.compare:
         return _bench_compare(args)
-    from edge_tl.bench.report import HEADER, rows, write_reports
+    from edge_tl.bench.report import HEADER, floor_lines, rows, write_reports
     from edge_tl.bench.run import BenchConfig, run_benchmark
     from edge_tl.bundle import Bundle
 
@@ -132,6 +132,8 @@ def _bench(args: argparse.Namespace) -> int:
         print_json(result | {"written": [str(p) for p in written]})
         return 0
     table(f"{result['model']} {result['input']} · {result['system']['cpu']}", HEADER, rows(result))
+    for line in floor_lines(result)[1:]:
+        print(line)
     for skipped in result["skipped"]:
         print(f"skipped {skipped['backend']} {skipped['precision']}: {skipped['reason']}")
     if result["noisy"]:

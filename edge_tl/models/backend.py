@@ -47,6 +47,10 @@ class TorchBackend(Backend):
     def describe(self) -> str:
         return f"torch eager {self.device or 'cpu'} {self.precision.value}"
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.device in (None, "cpu")
+
     def _open(self) -> None:
         torch = require("torch", "train")
         from edge_tl.models.checkpoint import load_model

@@ -84,3 +84,16 @@ def test_export_times_every_cpu_backend_and_warns_where_int8_is_slower(
     assert result.returncode == 0, result.stderr
     assert "int8.onnx is slower than fp32 on onnxruntime" in result.stderr
     assert "install edge-tl[openvino]" in result.stderr
+
+
+def test_bf16_only_when_asked(exported_bundle: Path, tiny_dataset: Path) -> None:
+    bundle = Bundle.load(exported_bundle)
+    batch = _batch(bundle, tiny_dataset)
+    assert select_backend(bundle, Precision.FP32) == "openvino"  # auto keeps f32 arithmetic
+    with (
+        create_backend(bundle, "openvino-bf16") as bf16,
+        create_backend(bundle, "openvino") as f32,
+    ):
+        assert "inference precision bf16" in bf16.describe()
+        agreement = float((bf16.infer(batch).argmax(1) == f32.infer(batch).argmax(1)).mean())
+    assert agreement >= 0.9, agreement

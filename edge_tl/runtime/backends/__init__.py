@@ -15,7 +15,7 @@ from edge_tl._deps import is_available
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
-from edge_tl.runtime.backends.openvino import OpenVINOBackend
+from edge_tl.runtime.backends.openvino import OpenVINOBackend, OpenVINOBf16Backend
 from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
 from edge_tl.runtime.backends.tensorrt import TensorRTBackend
 
@@ -109,3 +109,4 @@ def create_backend(
 register_backend(TensorRTBackend)
 register_backend(OpenVINOBackend)
 register_backend(OnnxRuntimeBackend)
+register_backend(OpenVINOBf16Backend)

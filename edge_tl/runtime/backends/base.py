@@ -75,6 +75,11 @@ class Backend(ABC):
         """One line saying what actually runs (provider, device, precision)."""
         return f"{self.name} {self.precision.value}"
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        """True when inference runs on the host CPU (benchmarks compare such rows to the CPU's floor)."""
+        return False
+
     def open(self) -> Backend:
         if self._opened:
             log.warning("%s: open() called twice; ignoring", self.describe())

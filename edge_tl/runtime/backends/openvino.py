@@ -23,7 +23,7 @@ from edge_tl.bundle import ArtifactKind, Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
 
-__all__ = ["OpenVINOBackend"]
+__all__ = ["OpenVINOBackend", "OpenVINOBf16Backend"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class OpenVINOBackend(Backend):
     name = "openvino"
     requires = ("openvino", "openvino")
     auto_rank = 15  # before ONNX Runtime on CPU boxes: int8 that pays (see the module docstring)
+    inference_precision = "f32"
 
     @classmethod
     def cannot_serve(cls, bundle: Bundle, precision: Precision) -> str | None:
@@ -41,7 +42,11 @@ class OpenVINOBackend(Backend):
 
     def describe(self) -> str:
         device = self._device or "not opened"
-        return f"openvino {device} {self.precision.value} (inference precision f32)"
+        return f"{self.name} {device} {self.precision.value} (inference precision {self.inference_precision})"
+
+    @property
+    def runs_on_cpu(self) -> bool:
+        return True
 
     def _open(self) -> None:
         ov = require("openvino", "openvino")
@@ -60,7 +65,10 @@ class OpenVINOBackend(Backend):
             core.set_property({"CACHE_DIR": str(cache)})
         except OSError as exc:  # a read-only home: compile every time, still correct
             log.warning("openvino: no model cache (%s: %s)", cache, exc.strerror)
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
@@ -89,3 +97,13 @@ class OpenVINOBackend(Backend):
     _request: Any = None
     _device: str | None = None
     _input_dtype: Any = None
+
+
+class OpenVINOBf16Backend(OpenVINOBackend):
+    """bf16 arithmetic on CPUs with AMX or AVX512-BF16: only when asked (`--backend
+    openvino-bf16`), never by `auto`, because fp32 logits move by up to ~0.13 (measure it with
+    `edge-tl eval --backend openvino-bf16` like any precision)."""
+
+    name = "openvino-bf16"
+    auto_rank = 95  # after every backend that keeps fp32 arithmetic
+    inference_precision = "bf16"

@@ -81,6 +81,12 @@ class OnnxRuntimeBackend(Backend):
         reference = " reference Q/DQ (session.disable_quant_qdq=1)" if self._reference_qdq else ""
         return f"onnxruntime {provider} {self.precision.value}{reference}"
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return (
+            self._session is not None and self._session.get_providers()[0] == "CPUExecutionProvider"
+        )
+
     def _open(self) -> None:
         path = self.bundle.artifact_path(ArtifactKind.ONNX, self.precision)
         ort = require("onnxruntime", "cpu")
