@@ -15,6 +15,10 @@ env-train: $(BIN)/python
 
 env-dev: $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[train,cpu,dev]"
+	@# Triton's own server (python backend) from the nvidia-pytriton wheel, unpacked, not
+	@# installed (the wheel pins numpy<2); without it the Triton tests skip
+	@test -x $(VENV)/tritonserver/bin/tritonserver || $(BIN)/python -m edge_tl.bench.triton_server \
+		--install $(VENV)/tritonserver >/dev/null || echo "tritonserver not unpacked: Triton tests will skip"
 
 demo: env-train
 	$(BIN)/edge-tl demo

@@ -28,7 +28,7 @@ def test_runtime_finds_the_torch_backend_by_name_without_importing_it() -> None:
         "import sys\n"
         "from edge_tl.runtime.backends import backend_classes\n"
         "names = list(backend_classes())\n"
-        "assert names == ['tensorrt', 'openvino', 'onnxruntime', 'torch', 'openvino-bf16'], names\n"
+        "assert names == ['tensorrt', 'openvino', 'onnxruntime', 'torch', 'openvino-bf16', 'kserve'], names\n"
         "assert 'torch' not in sys.modules, 'registering the torch backend imported torch'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

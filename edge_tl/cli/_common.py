@@ -59,7 +59,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="auto",
-        help="auto, onnxruntime, tensorrt or torch (default: %(default)s)",
+        help="auto, tensorrt, openvino, onnxruntime, torch, openvino-bf16, or a remote server: "
+        "kserve://HOST:PORT/MODEL (gRPC) or kserve+http://HOST:PORT/MODEL (default: %(default)s)",
     )
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")

@@ -11,10 +11,12 @@ from edge_tl.cli._common import (
     add_json,
     comma_list,
     pct,
+    positive_int,
     precisions,
     print_json,
     table,
 )
+from edge_tl.errors import EdgeTLError
 
 __all__ = ["register"]
 
@@ -93,6 +95,50 @@ def register(add_command: AddCommand) -> None:
         default="BGR",
         choices=["BGR", "RGB"],
         help="colour order of the frames fed to a fused graph (default: %(default)s, OpenCV's)",
+    )
+    add_json(p)
+
+    p = add_command(
+        "export-triton",
+        _export_triton,
+        "Write a Triton Inference Server model repository from the bundle (one model per "
+        "precision, a new version folder each time, config.pbtxt with dynamic batching).",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("repo", type=Path, help="model repository folder (created or added to)")
+    p.add_argument(
+        "--flavour",
+        default="onnxruntime",
+        choices=["onnxruntime", "tensorrt", "python"],
+        help="Triton backend: onnxruntime (CPU/GPU servers), tensorrt (the bundle's plans), "
+        "python (ONNX Runtime inside the python backend; the CPU-only tritonserver of the "
+        "nvidia-pytriton wheel) (default: %(default)s)",
+    )
+    p.add_argument("--precision", default="fp32", help="comma-separated (default: %(default)s)")
+    p.add_argument("--name", default=None, help="model name stem (default: the bundle's name)")
+    p.add_argument(
+        "--max-batch", type=positive_int, default=32, help="max_batch_size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--queue-delay-us",
+        type=int,
+        default=2000,
+        help="dynamic batching: longest wait for a fuller batch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--instances", type=positive_int, default=1, help="model instances (default: %(default)s)"
+    )
+    p.add_argument(
+        "--instance-kind",
+        choices=["cpu", "gpu"],
+        default=None,
+        help="where instances run (default: gpu for tensorrt, else cpu)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="python flavour: ORT threads per instance",
     )
     add_json(p)
 
@@ -227,6 +273,32 @@ def _export(args: argparse.Namespace) -> int:
             f"fp32.onnx vs PyTorch: max |Δlogit| {parity['max_abs_logit_diff']:.2g}, "
             f"top-1 agreement {parity['top1_agreement']:.1%} on {parity['images']} images ({parity['inputs']})"
         )
+    return 0
+
+
+def _export_triton(args: argparse.Namespace) -> int:
+    from edge_tl.bundle import Bundle
+    from edge_tl.export.triton import TritonOptions, export_triton
+
+    if args.queue_delay_us < 0:
+        raise EdgeTLError(f"--queue-delay-us {args.queue_delay_us}: must be >= 0")
+    options = TritonOptions(
+        flavour=args.flavour,
+        precisions=precisions(args.precision),
+        name=args.name,
+        max_batch=args.max_batch,
+        queue_delay_us=args.queue_delay_us,
+        instances=args.instances,
+        instance_kind=args.instance_kind,
+        threads=args.threads,
+    )
+    written = export_triton(Bundle.load(args.bundle), args.repo, options)
+    if args.json:
+        print_json({"repository": str(args.repo), "versions": [str(p) for p in written]})
+        return 0
+    for path in written:
+        print(f"wrote {path} (model '{path.parent.name}', version {path.name})")
+    print(f"serve it: tritonserver --model-repository {args.repo}")
     return 0
 
 

@@ -82,8 +82,11 @@ class StreamConfig(_Strict):
 
 class MqttConfig(_Strict):
     host: str
-    port: int = 1883
+    port: int = Field(default=1883, ge=1, le=65535)
     topic: str = "edge-tl"
+    kinds: list[str] = Field(default_factory=lambda: ["count"])  # event kinds published
+    queue: int = Field(default=10000, ge=1)  # events kept while the broker is away
+    client_id: str | None = None
 
 
 class ServeConfig(_Strict):

@@ -52,7 +52,12 @@ def build_sinks(config: ServeConfig) -> list[Sink]:
         if config.counts:
             sinks.append(CountsSink(config.counts, config.counts_interval_s))
         if config.mqtt:
-            sinks.append(MqttSink(config.mqtt.host, config.mqtt.port, config.mqtt.topic))
+            mqtt = config.mqtt
+            sinks.append(
+                MqttSink(
+                    mqtt.host, mqtt.port, mqtt.topic, tuple(mqtt.kinds), mqtt.queue, mqtt.client_id
+                )
+            )
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -140,8 +145,11 @@ class Daemon:
         streams = {}
         for stream in self.config.streams:
             name, source = stream.name, self.sources.get(stream.name)
+            processor = self._processors.get(name)
             if source is None:
                 state = "failed" if name in self.errors else "connecting"
+            elif processor is not None and processor.remote_down and self._remote_down():
+                state = "remote_down"  # frames flow; classifications wait for the server
             else:
                 state = source.state().value
             streams[name] = {
@@ -158,7 +166,12 @@ class Daemon:
             "backend": self.backend_description,
             "bundle": {"path": str(self.bundle.path), "sha256": self.bundle_sha256},
             "mean_batch": round(self.scheduler.stats.mean_batch, 2),
+            "remote_down": self._remote_down(),
+            "mqtt": next((s.stats() for s in self.sinks if isinstance(s, MqttSink)), None),
         }
+
+    def _remote_down(self) -> bool:
+        return bool(getattr(self.backend, "down", False))
 
     def run(self) -> int:
         try:
@@ -190,6 +203,7 @@ class Daemon:
             while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
                 self.stop_event.wait(1.0)
                 self.metrics.batch.set(self.scheduler.stats.mean_batch)
+                self.metrics.remote_down.set(1 if self._remote_down() else 0)
         finally:
             self.shutdown()
         return 0

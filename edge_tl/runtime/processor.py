@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_tl.records import ScoreReference
+from edge_tl.runtime.backends.kserve import RemoteUnavailable
 from edge_tl.runtime.camera_motion import CameraMotion
 from edge_tl.runtime.classify import Prediction, fuse
 from edge_tl.runtime.config import StreamConfig
@@ -28,7 +29,10 @@ from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Frame
 from edge_tl.runtime.tracker import IouTracker, Track, overlap
 
-__all__ = ["StreamProcessor"]
+__all__ = ["StreamProcessor", "UNCLASSIFIED"]
+
+# the class of a vehicle counted while no classification could be had (remote server down)
+UNCLASSIFIED = "unclassified"
 
 # a counted box and a new crossing box sharing this much of the smaller one are one vehicle;
 # swept 0.3-1.0 on the overhead clip: 0.3-0.5 also merge neighbours (real crossings lost),
@@ -63,6 +67,7 @@ class StreamProcessor:
         self._counted: list[tuple[int, Box]] = []  # (frame, box) of recent counts
         self._vehicles: list[Box] = []  # the last frame's moving blobs
         self._has_prior = False  # the bundle's graphs output an ImageNet prior
+        self.remote_down = False  # the last classification found the remote server down
         self.harvester = (
             Harvester(config.harvest, config.name, config.harvest_crops, config.harvest_max_mb)
             if config.harvest is not None and config.mode == "motion"
@@ -85,8 +90,15 @@ class StreamProcessor:
         if self.drift is not None and (status := self.drift.changed()) is not None:
             yield drift_event(self.config.name, frame, status)
 
-    def _classify(self, crops: list[np.ndarray]) -> list[Prediction]:
-        predictions = self.scheduler.classify(crops)
+    def _classify(self, crops: list[np.ndarray]) -> list[Prediction] | None:
+        """The crops' predictions, or None while a remote inference server is down: the stream
+        keeps tracking and counting, and says so (remote_down) instead of failing."""
+        try:
+            predictions = self.scheduler.classify(crops)
+        except RemoteUnavailable:
+            self.remote_down = True
+            return None
+        self.remote_down = False
         self._has_prior = self._has_prior or any(p.prior is not None for p in predictions)
         if self.drift is not None:
             for prediction in predictions:
@@ -105,6 +117,8 @@ class StreamProcessor:
         )
         crops = [frame.image[y : y + h, x : x + w] for x, y, w, h in regions]
         predictions = self._classify(crops)
+        if predictions is None:
+            return
         for index, (box, prediction) in enumerate(zip(regions, predictions, strict=True)):
             extra = {"roi": index} if self.config.mode == "roi" else {}
             yield self._event(
@@ -151,13 +165,17 @@ class StreamProcessor:
         if to_classify:
             crops = [self._crop(frame.image, t.box) for t in to_classify]
             predictions = self._classify(crops)
-            for track, crop, last in zip(to_classify, crops, predictions, strict=True):
+            for track, crop, last in zip(to_classify, crops, predictions or [], strict=False):
+                # strict=False: no predictions at all while a remote server is down
                 track.vote(last.scores, last.prior)
                 if self.harvester is not None:
                     track.crops.append(crop.copy())  # the frame buffer is reused
         for track in crossing:
             scores = track.mean_scores()
-            if scores is None or self._recounted(track, frame.index):
+            if self._recounted(track, frame.index):
+                continue
+            if scores is None:  # never classified: the remote server was down all along
+                yield self._unclassified(frame, track)
                 continue
             scores = self._final(scores, track.mean_prior())
             label = self.labels[int(scores.argmax())]
@@ -176,6 +194,16 @@ class StreamProcessor:
                 self._harvest(self.harvester, track, event)
             yield event
         self._tracker.expire(frame.index)
+
+    def _unclassified(self, frame: Frame, track: Track) -> dict[str, Any]:
+        """A vehicle that crossed while no classification could be had: counted, not guessed."""
+        self.counts[UNCLASSIFIED] = self.counts.get(UNCLASSIFIED, 0) + 1
+        uniform = np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
+        event = self._event(
+            "count", frame, uniform, track.box, None, track_id=track.id, votes=0, remote_down=True
+        )
+        event.update({"class": UNCLASSIFIED, "score": 0.0, "top": [], "counts": dict(self.counts)})
+        return event
 
     def _harvest(self, harvester: Harvester, track: Track, event: dict[str, Any]) -> None:
         record = {

@@ -83,6 +83,11 @@ class DaemonMetrics:
         self.batch = prom.Gauge(
             "edge_tl_mean_batch_size", "Mean inference batch size", registry=self.registry
         )
+        self.remote_down = prom.Gauge(
+            "edge_tl_remote_down",
+            "1 while the remote inference server (kserve://) cannot be reached",
+            registry=self.registry,
+        )
 
     def declare_stream(self, stream: str) -> None:
         """Create the stream's series at 0, so a camera that never connects is visible."""

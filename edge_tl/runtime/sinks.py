@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -180,7 +181,14 @@ class AnnotatedVideoSink(Sink):
 
 
 class MqttSink(Sink):
-    """Publishes each event as JSON to `topic/<stream>` (paho-mqtt, the [mqtt] extra)."""
+    """Publishes events as JSON to `topic/<stream>` with QoS 1 (paho-mqtt, the [mqtt] extra).
+
+    paho keeps every message the broker has not acknowledged, sent or not, and resends them
+    after it reconnects, so a broker restart loses nothing; `queue` bounds what it keeps (a
+    broker gone for hours must not eat the box's memory): past it an event is dropped and
+    counted. Publishing never blocks a stream; close() waits up to `flush_timeout_s` for the
+    broker to acknowledge what is pending.
+    """
 
     def __init__(
         self,
@@ -188,17 +196,56 @@ class MqttSink(Sink):
         port: int = 1883,
         topic: str = "edge-tl",
         kinds: tuple[str, ...] = ("count",),
+        queue: int = 10000,
+        client_id: str | None = None,
+        flush_timeout_s: float = 10.0,
     ) -> None:
         mqtt = require("paho.mqtt.client", "mqtt")
-        self.topic, self.kinds = topic, kinds
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.topic, self.kinds, self.flush_timeout_s = topic, kinds, flush_timeout_s
+        self.published = self.acknowledged = self.dropped = 0
+        self._lock = threading.Lock()
+        self._queue_full = mqtt.MQTT_ERR_QUEUE_SIZE
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"edge-tl-{uuid.uuid4().hex[:12]}",
+        )
+        self._client.max_queued_messages_set(queue)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.on_publish = self._on_publish
         self._client.connect_async(host, port)
-        self._client.loop_start()  # reconnects by itself; publishing never blocks a stream
+        self._client.loop_start()  # its thread connects and reconnects by itself
 
     def emit(self, event: dict[str, Any]) -> None:
-        if event.get("kind") in self.kinds:
-            self._client.publish(f"{self.topic}/{event['stream']}", json.dumps(event), qos=1)
+        if event.get("kind") not in self.kinds:
+            return
+        info = self._client.publish(f"{self.topic}/{event['stream']}", json.dumps(event), qos=1)
+        with self._lock:
+            if info.rc == self._queue_full:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("mqtt: queue full, %d events dropped so far", self.dropped)
+            else:
+                self.published += 1
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._lock:
+            self.acknowledged += 1
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "published": self.published,
+                "acknowledged": self.acknowledged,
+                "pending": self.published - self.acknowledged,
+                "dropped": self.dropped,
+            }
 
     def close(self) -> None:
-        self._client.loop_stop()
+        deadline = time.monotonic() + self.flush_timeout_s
+        while self.stats()["pending"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = self.stats()
+        if stats["pending"]:
+            log.error("mqtt: %d events not acknowledged by the broker at exit", stats["pending"])
         self._client.disconnect()
+        self._client.loop_stop()

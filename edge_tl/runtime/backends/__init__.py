@@ -15,6 +15,7 @@ from edge_tl._deps import is_available
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
+from edge_tl.runtime.backends.kserve import KServeBackend, parse_remote
 from edge_tl.runtime.backends.openvino import OpenVINOBackend, OpenVINOBf16Backend
 from edge_tl.runtime.backends.ort import OnnxRuntimeBackend
 from edge_tl.runtime.backends.tensorrt import TensorRTBackend
@@ -90,7 +91,11 @@ def create_backend(
     shared_host: bool = False,
 ) -> Backend:
     """An unopened backend; use it as `with create_backend(...) as backend:`. `shared_host`:
-    other busy threads share the cores (the daemon), see Backend.shared_host."""
+    other busy threads share the cores (the daemon), see Backend.shared_host. A URL such as
+    kserve://HOST:PORT/MODEL names a remote server (KServeBackend)."""
+    target = parse_remote(name)
+    if target is not None:
+        return KServeBackend(bundle, precision, threads, shared_host, target=target)
     if name == "auto":
         name = select_backend(bundle, precision)
     classes = backend_classes()
@@ -98,7 +103,8 @@ def create_backend(
         cls = classes[name]
     except KeyError:
         raise BackendError(
-            f"unknown backend '{name}'; choose one of: auto, {', '.join(classes)}"
+            f"unknown backend '{name}'; choose one of: auto, {', '.join(classes)}, "
+            "kserve://HOST:PORT/MODEL"
         ) from None
     problem = cls.cannot_serve(bundle, precision)
     if problem:
@@ -110,3 +116,4 @@ register_backend(TensorRTBackend)
 register_backend(OpenVINOBackend)
 register_backend(OnnxRuntimeBackend)
 register_backend(OpenVINOBf16Backend)
+register_backend(KServeBackend)
