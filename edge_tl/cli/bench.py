@@ -79,6 +79,30 @@ def register(add_command: AddCommand) -> None:
     add_json(p)
 
     p = add_command(
+        "bench-streams",
+        _bench_streams,
+        "How many cameras this box serves in real time: copies of a clip, looped and paced like "
+        "cameras, through the daemon; per-camera fps, latency, CPU and RSS per load, and what a "
+        "camera-second costs in decode, motion, inference and the rest.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--source", type=Path, required=True, help="video clip standing in for a camera")
+    p.add_argument("--mode", default="motion", choices=["motion", "frame"])
+    p.add_argument("--backend", default="auto", help="as for serve (default: %(default)s)")
+    p.add_argument("--max", dest="max_cameras", type=positive_int, default=32)
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="measured window per load (default: %(default)s)",
+    )
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-camera CPU breakdown")
+    p.add_argument("--out", type=Path, default=None, help="write NAME.json and NAME.md here")
+    p.add_argument("--name", default="streams", help="file name stem for --out")
+    add_json(p)
+
+    p = add_command(
         "demo",
         _demo,
         "Run the whole flow on the vehicle sample shipped with edge-tl and print a summary.",
@@ -145,6 +169,34 @@ def _bench(args: argparse.Namespace) -> int:
     )
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _bench_streams(args: argparse.Namespace) -> int:
+    import json
+
+    from edge_tl.bench.streams import StreamBenchConfig, bench_streams, to_markdown
+
+    if args.seconds <= 0 or args.warmup < 0:
+        raise EdgeTLError("--seconds must be > 0 and --warmup >= 0")
+    config = StreamBenchConfig(
+        bundle=args.bundle,
+        source=args.source,
+        mode=args.mode,
+        backend=args.backend,
+        max_cameras=args.max_cameras,
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+    )
+    result = bench_streams(config, breakdown=not args.no_breakdown)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{args.name}.md").write_text(to_markdown(result))
+    if args.json:
+        print_json(result)
+    else:
+        print(to_markdown(result))
     return 0
 
 

@@ -81,7 +81,6 @@ class TritonPythonModel:
         if params.get("threads"):
             options.intra_op_num_threads = int(params["threads"])
             options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         for key, value in json.loads(params.get("ort_config", "{}")).items():
             options.add_session_config_entry(key, value)
         folder = Path(args["model_repository"]) / args["model_version"]

@@ -44,6 +44,7 @@ class StreamConfig(_Strict):
     source: str  # file, folder, camera index, /dev/videoN, rtsp://..., gst:PIPELINE
     mode: Literal["frame", "roi", "motion"] = "motion"
     realtime: bool = False  # files: pace at the file's fps instead of as fast as possible
+    loop: bool = False  # files: start again at the end (a clip standing in for a camera)
     stride: int = Field(default=1, ge=1)
     max_frames: int | None = Field(default=None, ge=1)  # files: stop after N frames
     max_fps: float | None = Field(default=None, gt=0)

@@ -170,6 +170,22 @@ class Daemon:
             "mqtt": next((s.stats() for s in self.sinks if isinstance(s, MqttSink)), None),
         }
 
+    def frame_counts(self) -> dict[str, int]:
+        """Frames processed so far per stream (benchmarks sample it)."""
+        return dict(self.frames)
+
+    def latency_buckets(self) -> list[float]:
+        """Cumulative capture-to-result counts over every stream, one per histogram bucket."""
+        return self.metrics.latency_cumulative()
+
+    def stage_cpu_ms(self) -> dict[str, float]:
+        """CPU ms per frame of the stream threads' own stages, averaged over the streams."""
+        totals: dict[str, list[float]] = {}
+        for processor in self._processors.values():
+            for stage, ms in processor.cpu_ms_per_frame().items():
+                totals.setdefault(stage, []).append(ms)
+        return {stage: sum(v) / len(v) for stage, v in totals.items()}
+
     def _remote_down(self) -> bool:
         return bool(getattr(self.backend, "down", False))
 
@@ -237,6 +253,7 @@ class Daemon:
                 max_fps=stream.max_fps,
                 stall_timeout_s=stream.stall_timeout_s,
                 backoff=Backoff(initial_s=stream.reconnect_initial_s, max_s=stream.reconnect_max_s),
+                loop=stream.loop,
             )
         except EdgeTLError as exc:
             self.errors[stream.name] = str(exc)

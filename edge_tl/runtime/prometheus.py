@@ -89,6 +89,16 @@ class DaemonMetrics:
             registry=self.registry,
         )
 
+    def latency_cumulative(self) -> list[float]:
+        """Cumulative capture-to-result counts per bucket (le order), summed over streams."""
+        sums: dict[float, float] = {}
+        for metric in self.latency.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_bucket"):
+                    bound = float(sample.labels["le"])
+                    sums[bound] = sums.get(bound, 0.0) + sample.value
+        return [sums[bound] for bound in sorted(sums)]
+
     def declare_stream(self, stream: str) -> None:
         """Create the stream's series at 0, so a camera that never connects is visible."""
         for metric in (self.frames, self.dropped, self.reconnects, self.camera_moves):

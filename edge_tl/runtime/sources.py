@@ -96,8 +96,10 @@ class VideoFileSource:
         max_frames: int | None = None,
         realtime: bool = False,
         prefetch: int = 0,
+        loop: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.loop = loop  # start again at the end (a clip standing in for a camera)
         self.prefetch = prefetch  # >0: decode ahead in a thread (bounded queue, nothing dropped)
         if stride < 1:
             raise SourceError(f"{self.path}: stride must be >= 1, got {stride}")
@@ -118,6 +120,12 @@ class VideoFileSource:
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self._state = SourceState.LIVE
         self.stats = SourceStats()
+        # the capture is released by the thread that reads it: FFmpeg's frame threads abort
+        # the process (pthread_frame.c: fctx->async_lock) when another thread frees a decoder
+        # in the middle of a read
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._reading = False
 
     def __iter__(self) -> Iterator[Frame]:
         if self.prefetch > 0:
@@ -154,11 +162,21 @@ class VideoFileSource:
 
     def _frames(self) -> Iterator[Frame]:
         index, emitted = -1, 0
-        started = time.perf_counter()
+        started, wall_started = time.perf_counter(), time.time()
+        paced = bool(self.realtime and self.fps)
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._reading = True
         try:
-            while self.max_frames is None or emitted < self.max_frames:
+            while not self._stop.is_set() and (
+                self.max_frames is None or emitted < self.max_frames
+            ):
                 t0 = time.perf_counter()
                 ok, image = self._capture.read()
+                if not ok and self.loop and index >= 0:
+                    self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    ok, image = self._capture.read()
                 decode_ms = (time.perf_counter() - t0) * 1e3
                 if not ok:
                     return
@@ -170,17 +188,29 @@ class VideoFileSource:
                 if self.realtime and self.fps:  # pace like a camera would
                     delay = started + index / self.fps - time.perf_counter()
                     if delay > 0:
-                        time.sleep(delay)
+                        self._stop.wait(delay)
                 emitted += 1
                 self.stats.last_frame_at = time.time()
-                yield Frame(index, image, media_ms, self.stats.last_frame_at, decode_ms)
+                # a paced file stands in for a camera: the frame was captured when it was due,
+                # so a consumer that falls behind sees its backlog as latency
+                captured = wall_started + index / self.fps if paced else self.stats.last_frame_at
+                yield Frame(index, image, media_ms, captured, decode_ms)
         finally:
-            self.close()
+            with self._lock:
+                self._reading = False
+                self._release()
 
     def state(self) -> SourceState:
         return self._state
 
     def close(self) -> None:
+        """Stop reading; the reading thread releases the capture (at once when none reads)."""
+        self._stop.set()
+        with self._lock:
+            if not self._reading:
+                self._release()
+
+    def _release(self) -> None:
         self._capture.release()
         self._state = SourceState.STOPPED
 
@@ -436,6 +466,7 @@ def open_source(
     max_fps: float | None = None,
     backoff: Backoff = Backoff(),
     stall_timeout_s: float = 5.0,
+    loop: bool = False,
 ) -> Source:
     """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
     (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson)."""
@@ -456,4 +487,4 @@ def open_source(
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, max_frames=max_frames)
-    return VideoFileSource(path, stride=stride, max_frames=max_frames, realtime=realtime)
+    return VideoFileSource(path, stride=stride, max_frames=max_frames, realtime=realtime, loop=loop)

@@ -1,0 +1,298 @@
+"""`edge-tl bench-streams`: how many cameras this box serves in real time.
+
+N copies of a clip, looped and paced at its fps like cameras, run through the daemon (the
+same code as `edge-tl serve`); after a warm-up, each camera's processed frames are counted over
+a window. A camera is served in real time when it processed >= 95 % of the frames its clip
+delivered in that window. The search doubles N until a camera falls behind, then bisects.
+
+Per load it also records capture-to-result latency (from the time the paced frame was due,
+so a backlog shows), the process's CPU use and RSS; and, measured alone on one camera, what a
+camera-second costs in CPU: decoding, motion detection and tracking, inference, and the rest
+(Python, conversion, hand-offs) as the remainder of the whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_tl.bench.system import current_rss_mb, system_info
+from edge_tl.errors import EdgeTLError
+from edge_tl.progress import track
+from edge_tl.runtime.config import ServeConfig, StreamConfig
+from edge_tl.runtime.daemon import Daemon
+from edge_tl.runtime.prometheus import LATENCY_BUCKETS_MS
+from edge_tl.runtime.sources import open_source
+
+__all__ = [
+    "StreamBenchConfig",
+    "bench_streams",
+    "run_load",
+    "find_capacity",
+    "cpu_breakdown",
+    "to_markdown",
+]
+
+REALTIME_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class StreamBenchConfig:
+    bundle: Path
+    source: Path
+    mode: str = "motion"
+    backend: str = "auto"
+    max_cameras: int = 32
+    seconds: float = 30.0
+    warmup_s: float = 5.0
+    line: tuple[tuple[float, float], tuple[float, float]] | None = None
+    workers: int = 1
+
+
+def _clip_fps(source: Path) -> float:
+    capture = cv2.VideoCapture(str(source))
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    capture.release()
+    if fps <= 0:
+        raise EdgeTLError(f"{source}: no frame rate in the file; cannot pace it like a camera")
+    return fps
+
+
+def _line(config: StreamBenchConfig) -> Any:
+    """The clip's counting line: given, else from CLIP.counts.json beside it, else the default."""
+    if config.line is not None:
+        return config.line
+    truth = config.source.with_suffix(".counts.json")
+    if truth.is_file():
+        return tuple(tuple(p) for p in json.loads(truth.read_text())["line"])
+    return StreamConfig.model_fields["line"].default
+
+
+def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
+    return ServeConfig(
+        bundle=config.bundle,
+        backend=config.backend,
+        metrics_port=None,
+        streams=[
+            StreamConfig(
+                name=f"cam{i}",
+                source=str(config.source),
+                mode=config.mode,  # type: ignore[arg-type]
+                realtime=True,
+                loop=True,
+                line=_line(config),
+            )
+            for i in range(cameras)
+        ],
+    )
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def run_load(config: StreamBenchConfig, cameras: int) -> dict[str, Any]:
+    """`cameras` paced copies of the clip for warm-up + window; per-camera fps and the rest."""
+    fps = _clip_fps(config.source)
+    daemon = Daemon(_serve_config(config, cameras))
+    runner = threading.Thread(target=daemon.run, name="bench-daemon", daemon=True)
+    runner.start()
+    try:
+        time.sleep(config.warmup_s)
+        frames0, cpu0, t0 = daemon.frame_counts(), _cpu_seconds(), time.perf_counter()
+        latency0 = daemon.latency_buckets()
+        rss = []
+        while time.perf_counter() - t0 < config.seconds:
+            time.sleep(min(1.0, config.seconds / 10))
+            rss.append(current_rss_mb())
+        elapsed = time.perf_counter() - t0
+        frames1, cpu1 = daemon.frame_counts(), _cpu_seconds()
+        latency = np.asarray(daemon.latency_buckets()) - np.asarray(latency0)
+        health = daemon.health()
+    finally:
+        daemon.stop()
+        runner.join(timeout=60)
+    per_camera = {
+        name: round((frames1.get(name, 0) - frames0.get(name, 0)) / elapsed, 2) for name in frames1
+    }
+    worst = min(per_camera.values(), default=0.0)
+    return {
+        "cameras": cameras,
+        "clip_fps": round(fps, 2),
+        "per_camera_fps": per_camera,
+        "worst_fps": worst,
+        "worst_share": round(worst / fps, 3),
+        "realtime": worst >= REALTIME_SHARE * fps and len(per_camera) == cameras,
+        "cpu_cores_used": round((cpu1 - cpu0) / elapsed, 2),
+        "latency_ms": _latency_summary(latency),
+        "rss_mb": {"first": round(rss[0], 1), "last": round(rss[-1], 1), "max": round(max(rss), 1)}
+        if rss
+        else None,
+        "errors": {n: s["error"] for n, s in health["streams"].items() if s["error"]},
+        "mean_batch": health["mean_batch"],
+    }
+
+
+def _latency_summary(counts: np.ndarray) -> dict[str, Any]:
+    """p50/p99 from the daemon's histogram buckets (upper bounds), and the share within 150 ms."""
+    total = float(counts[-1]) if len(counts) else 0.0
+    if total <= 0:
+        return {"frames": 0}
+    bounds = [*LATENCY_BUCKETS_MS, float("inf")]
+
+    def quantile(q: float) -> float:
+        index = int(np.searchsorted(counts, q * total))
+        return bounds[min(index, len(bounds) - 1)]
+
+    within = counts[LATENCY_BUCKETS_MS.index(150)] / total
+    return {
+        "frames": int(total),
+        "p50_le_ms": quantile(0.5),
+        "p99_le_ms": quantile(0.99),
+        "share_within_150ms": round(float(within), 4),
+    }
+
+
+def find_capacity(config: StreamBenchConfig) -> dict[str, Any]:
+    """The largest real-time camera count up to `max_cameras`: double, then bisect."""
+    loads: dict[int, dict[str, Any]] = {}
+
+    def trial(n: int) -> bool:
+        if n not in loads:
+            loads[n] = run_load(config, n)
+            load = loads[n]
+            print(
+                f"{n} cameras: worst {load['worst_fps']:.1f} fps ({load['worst_share']:.0%}), "
+                f"{load['cpu_cores_used']:.2f} cores, p99 <= {load['latency_ms'].get('p99_le_ms')} ms"
+                f" -> {'real time' if load['realtime'] else 'behind'}",
+                flush=True,
+            )
+        return bool(loads[n]["realtime"])
+
+    good, bad, n = 0, None, 1
+    while n <= config.max_cameras:
+        if trial(n):
+            good, n = n, n * 2
+        else:
+            bad = n
+            break
+    if bad is None and good < config.max_cameras:
+        if trial(config.max_cameras):
+            good = config.max_cameras
+        else:
+            bad = config.max_cameras
+    while bad is not None and bad - good > 1:
+        middle = (good + bad) // 2
+        if trial(middle):
+            good = middle
+        else:
+            bad = middle
+    return {"realtime_cameras": good, "loads": [loads[k] for k in sorted(loads)]}
+
+
+def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, float]:
+    """CPU milliseconds per camera-second, one camera, measured alone and unpaced: decoding
+    (the clip read with nothing else), the whole pipeline, inference (CPU per classified crop ×
+    crops per second), motion + tracking (timed inside the processor), and the remainder."""
+    fps = _clip_fps(config.source)
+    source = open_source(str(config.source), max_frames=frames, loop=True)
+    cpu0 = _cpu_seconds()
+    count = sum(1 for _ in track(source, "decode only"))
+    decode_ms = (_cpu_seconds() - cpu0) * 1e3 / max(count, 1)
+
+    one = replace(config, max_cameras=1)
+    serve = _serve_config(one, 1)
+    serve.streams[0] = serve.streams[0].model_copy(
+        update={"realtime": False, "max_frames": frames, "loop": True}
+    )
+    daemon = Daemon(serve)
+    cpu0 = _cpu_seconds()
+    daemon.run()
+    whole_ms = (_cpu_seconds() - cpu0) * 1e3 / max(daemon.frame_counts().get("cam0", 1), 1)
+    crops = daemon.scheduler.stats.images / max(daemon.frame_counts().get("cam0", 1), 1)
+    motion_ms = daemon.stage_cpu_ms().get("motion", 0.0)
+
+    from edge_tl.bundle import Bundle
+    from edge_tl.runtime.backends import create_backend
+
+    with create_backend(Bundle.load(config.bundle), config.backend, shared_host=True) as backend:
+        batch = backend.example_batch(1)
+        backend.warmup()
+        cpu0 = _cpu_seconds()
+        for _ in range(50):
+            backend.infer(batch)
+        infer_ms = (_cpu_seconds() - cpu0) * 1e3 / 50
+    per_second = {
+        "decode": decode_ms * fps,
+        "motion_and_tracking": motion_ms * fps,
+        "inference": infer_ms * crops * fps,
+    }
+    per_second["other"] = max(0.0, whole_ms * fps - sum(per_second.values()))
+    per_second["total"] = whole_ms * fps
+    return {k: round(v, 1) for k, v in per_second.items()} | {
+        "crops_per_frame": round(crops, 3),
+        "decode_bound_cameras": round((os.cpu_count() or 1) * 1000 / (decode_ms * fps), 1),
+    }
+
+
+def bench_streams(config: StreamBenchConfig, breakdown: bool = True) -> dict[str, Any]:
+    """The whole capacity benchmark: the search, then the per-camera CPU breakdown."""
+    if not config.source.is_file():
+        raise EdgeTLError(f"{config.source}: no such video file")
+    capacity = find_capacity(config)
+    return {
+        "source": str(config.source),
+        "mode": config.mode,
+        "backend": config.backend,
+        "workers": config.workers,
+        "seconds": config.seconds,
+        "warmup_s": config.warmup_s,
+        **capacity,
+        "cpu_ms_per_camera_second": cpu_breakdown(config) if breakdown else None,
+        "system": system_info(),
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"# Cameras per box: {Path(result['source']).name}, {result['mode']} mode",
+        "",
+        f"- machine: {result['system']['cpu']}, {result['system']['cores_usable']} usable cores",
+        f"- backend: {result['backend']}; workers: {result['workers']}; window {result['seconds']} s "
+        f"after {result['warmup_s']} s warm-up; real time = >= 95 % of the clip's "
+        f"{result['loads'][0]['clip_fps']} fps",
+        f"- **{result['realtime_cameras']} real-time cameras**",
+        "",
+        "| cameras | worst camera fps | share | cores used | p50 <= ms | p99 <= ms | within 150 ms | RSS MB first/last | real time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for load in result["loads"]:
+        lat, rss = load["latency_ms"], load["rss_mb"] or {}
+        lines.append(
+            f"| {load['cameras']} | {load['worst_fps']:.1f} | {load['worst_share']:.0%} | "
+            f"{load['cpu_cores_used']:.2f} | {lat.get('p50_le_ms', '-')} | {lat.get('p99_le_ms', '-')} | "
+            f"{lat.get('share_within_150ms', 0):.1%} | {rss.get('first', '-')}/{rss.get('last', '-')} | "
+            f"{'yes' if load['realtime'] else 'no'} |"
+        )
+    breakdown = result.get("cpu_ms_per_camera_second")
+    if breakdown:
+        lines += [
+            "",
+            "CPU per camera-second (one camera alone, unpaced, ms of one core per second of video):",
+            "",
+            "| decode | motion + tracking | inference | other | total | crops/frame | decode-only bound (cameras) |",
+            "|---|---|---|---|---|---|---|",
+            f"| {breakdown['decode']} | {breakdown['motion_and_tracking']} | {breakdown['inference']} | "
+            f"{breakdown['other']} | {breakdown['total']} | {breakdown['crops_per_frame']} | "
+            f"{breakdown['decode_bound_cameras']} |",
+        ]
+    return "\n".join(lines) + "\n"
