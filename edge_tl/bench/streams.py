@@ -7,8 +7,9 @@ delivered in that window. The search doubles N until a camera falls behind, then
 
 Per load it also records capture-to-result latency (from the time the paced frame was due,
 so a backlog shows), the process's CPU use and RSS; and, measured alone on one camera, what a
-camera-second costs in CPU: decoding, motion detection and tracking, inference, and the rest
-(Python, conversion, hand-offs) as the remainder of the whole.
+camera-second costs in CPU: decoding, analysis (camera motion, motion detection, tracking,
+crops, events), inference, and the rest (preprocessing, hand-offs, the daemon's loop) as the
+remainder of the whole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,10 @@ import cv2
 import numpy as np
 
 from edge_tl.bench.system import current_rss_mb, system_info
+from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import EdgeTLError
 from edge_tl.progress import track
+from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.config import ServeConfig, StreamConfig
 from edge_tl.runtime.daemon import Daemon
 from edge_tl.runtime.prometheus import LATENCY_BUCKETS_MS
@@ -50,6 +54,8 @@ class StreamBenchConfig:
     source: Path
     mode: str = "motion"
     backend: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
     max_cameras: int = 32
     seconds: float = 30.0
     warmup_s: float = 5.0
@@ -80,6 +86,9 @@ def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
     return ServeConfig(
         bundle=config.bundle,
         backend=config.backend,
+        precision=config.precision,  # type: ignore[arg-type]
+        threads=config.threads,
+        workers=config.workers,
         metrics_port=None,
         streams=[
             StreamConfig(
@@ -95,27 +104,60 @@ def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
     )
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds(pids: Sequence[int] = ()) -> float:
+    """CPU seconds of this process and of the live worker processes `pids`."""
     times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    total = times.user + times.system
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a worker that just exited
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _rss_mb(pids: Sequence[int]) -> float:
+    total = current_rss_mb()
+    for pid in pids:
+        try:
+            pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except OSError:
+            continue
+        total += pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return total
+
+
+def _open_daemon(serve: ServeConfig) -> Any:
+    if serve.workers > 1:
+        from edge_tl.runtime.workers import WorkerPool
+
+        return WorkerPool(serve)
+    return Daemon(serve)
+
+
+def _pids(daemon: Any) -> list[int]:
+    return daemon.worker_pids() if hasattr(daemon, "worker_pids") else []
 
 
 def run_load(config: StreamBenchConfig, cameras: int) -> dict[str, Any]:
     """`cameras` paced copies of the clip for warm-up + window; per-camera fps and the rest."""
     fps = _clip_fps(config.source)
-    daemon = Daemon(_serve_config(config, cameras))
+    daemon = _open_daemon(_serve_config(config, cameras))
     runner = threading.Thread(target=daemon.run, name="bench-daemon", daemon=True)
     runner.start()
     try:
         time.sleep(config.warmup_s)
-        frames0, cpu0, t0 = daemon.frame_counts(), _cpu_seconds(), time.perf_counter()
+        pids = _pids(daemon)
+        frames0, cpu0, t0 = daemon.frame_counts(), _cpu_seconds(pids), time.perf_counter()
         latency0 = daemon.latency_buckets()
         rss = []
         while time.perf_counter() - t0 < config.seconds:
             time.sleep(min(1.0, config.seconds / 10))
-            rss.append(current_rss_mb())
+            rss.append(_rss_mb(pids))
         elapsed = time.perf_counter() - t0
-        frames1, cpu1 = daemon.frame_counts(), _cpu_seconds()
+        frames1, cpu1 = daemon.frame_counts(), _cpu_seconds(pids)
         latency = np.asarray(daemon.latency_buckets()) - np.asarray(latency0)
         health = daemon.health()
     finally:
@@ -202,14 +244,14 @@ def find_capacity(config: StreamBenchConfig) -> dict[str, Any]:
 def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, float]:
     """CPU milliseconds per camera-second, one camera, measured alone and unpaced: decoding
     (the clip read with nothing else), the whole pipeline, inference (CPU per classified crop ×
-    crops per second), motion + tracking (timed inside the processor), and the remainder."""
+    crops per second), analysis (the stream thread's CPU in the processor), and the remainder."""
     fps = _clip_fps(config.source)
     source = open_source(str(config.source), max_frames=frames, loop=True)
     cpu0 = _cpu_seconds()
     count = sum(1 for _ in track(source, "decode only"))
     decode_ms = (_cpu_seconds() - cpu0) * 1e3 / max(count, 1)
 
-    one = replace(config, max_cameras=1)
+    one = replace(config, max_cameras=1, workers=1)
     serve = _serve_config(one, 1)
     serve.streams[0] = serve.streams[0].model_copy(
         update={"realtime": False, "max_frames": frames, "loop": True}
@@ -219,12 +261,15 @@ def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, flo
     daemon.run()
     whole_ms = (_cpu_seconds() - cpu0) * 1e3 / max(daemon.frame_counts().get("cam0", 1), 1)
     crops = daemon.scheduler.stats.images / max(daemon.frame_counts().get("cam0", 1), 1)
-    motion_ms = daemon.stage_cpu_ms().get("motion", 0.0)
+    analysis_ms = daemon.stage_cpu_ms().get("analysis", 0.0)
 
-    from edge_tl.bundle import Bundle
-    from edge_tl.runtime.backends import create_backend
-
-    with create_backend(Bundle.load(config.bundle), config.backend, shared_host=True) as backend:
+    with create_backend(
+        Bundle.load(config.bundle),
+        config.backend,
+        Precision(config.precision),
+        config.threads,
+        shared_host=True,
+    ) as backend:
         batch = backend.example_batch(1)
         backend.warmup()
         cpu0 = _cpu_seconds()
@@ -233,7 +278,7 @@ def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, flo
         infer_ms = (_cpu_seconds() - cpu0) * 1e3 / 50
     per_second = {
         "decode": decode_ms * fps,
-        "motion_and_tracking": motion_ms * fps,
+        "analysis": analysis_ms * fps,
         "inference": infer_ms * crops * fps,
     }
     per_second["other"] = max(0.0, whole_ms * fps - sum(per_second.values()))
@@ -253,6 +298,8 @@ def bench_streams(config: StreamBenchConfig, breakdown: bool = True) -> dict[str
         "source": str(config.source),
         "mode": config.mode,
         "backend": config.backend,
+        "precision": config.precision,
+        "threads": config.threads,
         "workers": config.workers,
         "seconds": config.seconds,
         "warmup_s": config.warmup_s,
@@ -267,7 +314,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"# Cameras per box: {Path(result['source']).name}, {result['mode']} mode",
         "",
         f"- machine: {result['system']['cpu']}, {result['system']['cores_usable']} usable cores",
-        f"- backend: {result['backend']}; workers: {result['workers']}; window {result['seconds']} s "
+        f"- backend: {result['backend']} {result['precision']}, threads "
+        f"{result['threads'] or 'default'}; workers: {result['workers']}; window {result['seconds']} s "
         f"after {result['warmup_s']} s warm-up; real time = >= 95 % of the clip's "
         f"{result['loads'][0]['clip_fps']} fps",
         f"- **{result['realtime_cameras']} real-time cameras**",
@@ -289,9 +337,9 @@ def to_markdown(result: dict[str, Any]) -> str:
             "",
             "CPU per camera-second (one camera alone, unpaced, ms of one core per second of video):",
             "",
-            "| decode | motion + tracking | inference | other | total | crops/frame | decode-only bound (cameras) |",
+            "| decode | analysis (camera motion, motion, tracking, crops, events) | inference | other | total | crops/frame | decode-only bound (cameras) |",
             "|---|---|---|---|---|---|---|",
-            f"| {breakdown['decode']} | {breakdown['motion_and_tracking']} | {breakdown['inference']} | "
+            f"| {breakdown['decode']} | {breakdown['analysis']} | {breakdown['inference']} | "
             f"{breakdown['other']} | {breakdown['total']} | {breakdown['crops_per_frame']} | "
             f"{breakdown['decode_bound_cameras']} |",
         ]

@@ -89,6 +89,11 @@ def register(add_command: AddCommand) -> None:
     p.add_argument("--source", type=Path, required=True, help="video clip standing in for a camera")
     p.add_argument("--mode", default="motion", choices=["motion", "frame"])
     p.add_argument("--backend", default="auto", help="as for serve (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads")
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="worker processes, as in serve's config"
+    )
     p.add_argument("--max", dest="max_cameras", type=positive_int, default=32)
     p.add_argument(
         "--seconds",
@@ -184,6 +189,9 @@ def _bench_streams(args: argparse.Namespace) -> int:
         source=args.source,
         mode=args.mode,
         backend=args.backend,
+        precision=args.precision,
+        threads=args.threads,
+        workers=args.workers,
         max_cameras=args.max_cameras,
         seconds=args.seconds,
         warmup_s=args.warmup,

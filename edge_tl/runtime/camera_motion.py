@@ -64,7 +64,12 @@ class CameraMotion:
     def update(self, frame: np.ndarray, vehicles: Sequence[Box] = ()) -> GlobalMotion:
         """`vehicles`: the previous frame's moving blobs (full-frame pixels); corners inside
         them are left out, so traffic that fills a close view does not pass for a pan."""
-        grey, scale = small_grey(frame, self.config.width)
+        return self.update_grey(*small_grey(frame, self.config.width), vehicles)
+
+    def update_grey(
+        self, grey: np.ndarray, scale: float, vehicles: Sequence[Box] = ()
+    ) -> GlobalMotion:
+        """`update` on a frame already shrunk and made grey by `small_grey`."""
         shift = (
             0.0
             if self._previous is None
@@ -110,12 +115,12 @@ def _background_shift(
     in the overhead clip's close view, 0-1 % during its zooms). Also 0 when there is too
     little texture to tell (a blank frame is not a moving camera)."""
     points = cv2.goodFeaturesToTrack(
-        previous, maxCorners=200, qualityLevel=0.01, minDistance=8, mask=mask
+        previous, maxCorners=100, qualityLevel=0.01, minDistance=8, mask=mask
     )
     if points is None or len(points) < 8:
         return 0.0
     moved, status, _ = cv2.calcOpticalFlowPyrLK(
-        previous, current, points, None, winSize=(21, 21), maxLevel=3
+        previous, current, points, None, winSize=(15, 15), maxLevel=2
     )
     found = status.ravel() == 1
     if found.sum() < 8:

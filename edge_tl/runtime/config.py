@@ -95,6 +95,9 @@ class ServeConfig(_Strict):
     backend: str = "auto"
     precision: Precision = Precision.FP32
     threads: int | None = Field(default=None, ge=1)
+    # processes the streams are split over (each with its own backend): more cores in use
+    # without the GIL between cameras; 1 = everything in this process
+    workers: int = Field(default=1, ge=1)
     max_batch: int = Field(default=8, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0)
     top_k: int = Field(default=3, ge=1)  # classes listed in each event's `top`

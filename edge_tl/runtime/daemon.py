@@ -328,7 +328,7 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(daemon: Daemon):  # type: ignore[no-untyped-def]
+def _stop_on_signals(daemon: Any):  # type: ignore[no-untyped-def]
     """SIGTERM/SIGINT stop the daemon; SIGHUP reloads its bundle (on a thread: loading takes
     a while and a signal handler must return at once)."""
     previous = {sig: signal.signal(sig, daemon.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -351,7 +351,13 @@ def bundle_digest(bundle: Bundle) -> str:
 
 def serve(config: Path | ServeConfig, extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:
     """Run until SIGTERM/SIGINT (or until every file stream has ended); returns the final health."""
-    daemon = Daemon(config if isinstance(config, ServeConfig) else load_config(config), extra_sinks)
+    config = config if isinstance(config, ServeConfig) else load_config(config)
+    if config.workers > 1:
+        from edge_tl.runtime.workers import WorkerPool
+
+        daemon: Daemon | WorkerPool = WorkerPool(config, extra_sinks)
+    else:
+        daemon = Daemon(config, extra_sinks)
     with _stop_on_signals(daemon):
         daemon.run()
     report = daemon.health()

@@ -41,7 +41,11 @@ class MotionDetector:
         self._frames = 0
 
     def detect(self, frame: np.ndarray) -> list[Box]:
-        grey, scale = small_grey(frame, self.config.width)
+        return self.detect_grey(*small_grey(frame, self.config.width))
+
+    def detect_grey(self, grey: np.ndarray, scale: float) -> list[Box]:
+        """`detect` on a frame already shrunk and made grey by `small_grey` (shared with
+        camera-motion estimation: one downscale per frame)."""
         mask = self._subtractor.apply(grey)
         self._frames += 1
         if self._frames <= self.config.warmup_frames:

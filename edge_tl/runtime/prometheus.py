@@ -83,6 +83,11 @@ class DaemonMetrics:
         self.batch = prom.Gauge(
             "edge_tl_mean_batch_size", "Mean inference batch size", registry=self.registry
         )
+        self.worker_restarts = prom.Counter(
+            "edge_tl_worker_restarts_total",
+            "Worker processes that died and were started again (workers > 1)",
+            registry=self.registry,
+        )
         self.remote_down = prom.Gauge(
             "edge_tl_remote_down",
             "1 while the remote inference server (kserve://) cannot be reached",

@@ -173,16 +173,19 @@ class VideoFileSource:
                 self.max_frames is None or emitted < self.max_frames
             ):
                 t0 = time.perf_counter()
-                ok, image = self._capture.read()
+                # frames between analysed ones are decoded (H.264 needs them) but never
+                # converted to BGR: grab() instead of read() saves that conversion
+                skipped = (index + 1) % self.stride != 0
+                ok, image = self._next(skipped)
                 if not ok and self.loop and index >= 0:
                     self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                    ok, image = self._capture.read()
+                    ok, image = self._next(skipped)
                 decode_ms = (time.perf_counter() - t0) * 1e3
                 if not ok:
                     return
                 index += 1
                 self.stats.frames_read += 1
-                if index % self.stride:
+                if skipped:
                     continue
                 media_ms = float(self._capture.get(cv2.CAP_PROP_POS_MSEC))
                 if self.realtime and self.fps:  # pace like a camera would
@@ -209,6 +212,11 @@ class VideoFileSource:
         with self._lock:
             if not self._reading:
                 self._release()
+
+    def _next(self, skipped: bool) -> tuple[bool, Any]:
+        if skipped:
+            return bool(self._capture.grab()), None
+        return self._capture.read()
 
     def _release(self) -> None:
         self._capture.release()

@@ -46,7 +46,7 @@ def test_capacity_search_stops_at_the_limit(exported_bundle: Path, clip: Path) -
 def test_cpu_breakdown_adds_up(exported_bundle: Path, clip: Path) -> None:
     parts = cpu_breakdown(StreamBenchConfig(exported_bundle, clip), frames=60)
     assert parts["decode"] > 0 and parts["total"] > 0
-    named = parts["decode"] + parts["motion_and_tracking"] + parts["inference"]
+    named = parts["decode"] + parts["analysis"] + parts["inference"]
     assert parts["other"] == pytest.approx(max(0.0, parts["total"] - named), abs=0.2)
 
 

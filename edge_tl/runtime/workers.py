@@ -1,0 +1,276 @@
+"""`workers = N` in the daemon's config: the streams split over N worker processes, each a
+Daemon of its own (its share of the cameras, its own backend and batching), so Python's GIL
+no longer serialises every camera's decoding, motion detection and tracking in one process.
+
+The parent owns what must be one per box: the sinks (JSON Lines, counts, MQTT), Prometheus
+/metrics and /healthz, reload. Workers send it their events and, every second, their health;
+a worker that dies is started again (counted in `edge_tl_worker_restarts_total` and /healthz)
+while the others keep running. SIGTERM stops the workers first (each flushes its own
+annotated videos and harvests), then the parent drains the last events into the sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from edge_tl.runtime.config import ServeConfig
+from edge_tl.runtime.prometheus import DaemonMetrics, serve_http
+from edge_tl.runtime.sinks import Sink
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+_HEALTH_INTERVAL_S = 1.0
+_RELOAD_TIMEOUT_S = 120.0
+
+
+class _QueueSink(Sink):
+    """In a worker: every event to the parent."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._out.put(("event", event))
+
+
+def _worker_main(config: ServeConfig, index: int, out: Any, control: Any) -> None:
+    """A worker process: a Daemon on its share of the streams, sinks replaced by the queue."""
+    from edge_tl.runtime.daemon import Daemon
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    daemon = Daemon(config, extra_sinks=[_QueueSink(out)])
+    signal.signal(signal.SIGTERM, daemon.stop)
+
+    def listen() -> None:
+        while True:
+            try:
+                command = control.get(timeout=_HEALTH_INTERVAL_S)
+            except queue.Empty:
+                out.put(("health", index, _report(daemon)))
+                continue
+            if command == "stop":
+                daemon.stop()
+                return
+            if command == "reload":
+                out.put(("reloaded", index, *daemon.reload()))
+
+    threading.Thread(target=listen, name="control", daemon=True).start()
+    daemon.run()
+    out.put(("health", index, _report(daemon)))
+    out.put(("exited", index))
+
+
+def _report(daemon: Any) -> dict[str, Any]:
+    """A worker's health, with what the parent's benchmarks need beside it."""
+    return daemon.health() | {"latency_buckets": daemon.latency_buckets()}
+
+
+class WorkerPool:
+    def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
+        from edge_tl.runtime.daemon import build_sinks
+
+        self.config = config
+        count = min(config.workers, len(config.streams))
+        # round robin: cameras of one site listed together end up on different cores
+        self.groups = [config.streams[i::count] for i in range(count)]
+        self.metrics = DaemonMetrics()
+        self.restarts = [0] * count
+        self.stop_event = threading.Event()
+        self._context = multiprocessing.get_context("spawn")  # no forked OpenCV/ORT threads
+        self._events: Any = self._context.Queue()
+        self._controls: list[Any] = [self._context.Queue() for _ in range(count)]
+        self._processes: list[Any] = [None] * count
+        self._health: dict[int, dict[str, Any]] = {}
+        self._frames_seen: dict[str, int] = {}
+        self._reloads: queue.Queue[tuple[int, bool, str]] = queue.Queue()
+        self._http = None
+        self.sinks: list[Sink] = [*build_sinks(config), *extra_sinks]
+
+    def _worker_config(self, index: int) -> ServeConfig:
+        return self.config.model_copy(
+            update={
+                "streams": self.groups[index],
+                "workers": 1,
+                "events": None,
+                "counts": None,
+                "mqtt": None,
+                "metrics_port": None,
+            }
+        )
+
+    def _start(self, index: int) -> None:
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self._worker_config(index), index, self._events, self._controls[index]),
+            name=f"edge-tl-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        self._processes[index] = process
+        log.info(
+            "worker %d (pid %d): %s",
+            index,
+            process.pid,
+            ", ".join(s.name for s in self.groups[index]),
+        )
+
+    def run(self) -> int:
+        try:
+            for stream in self.config.streams:
+                self.metrics.declare_stream(stream.name)
+            if self.config.metrics_port is not None:
+                host, port = self.config.metrics_host, self.config.metrics_port
+                self._http = serve_http(host, port, self.metrics, self.health, self.reload)
+            for index in range(len(self.groups)):
+                self._start(index)
+            exited: set[int] = set()
+            while not self.stop_event.is_set() and len(exited) < len(self.groups):
+                self._drain(timeout=0.2, exited=exited)
+                for index, process in enumerate(self._processes):
+                    if index in exited or process.is_alive():
+                        continue
+                    if process.exitcode == 0:  # its file streams ended: done, not dead
+                        exited.add(index)
+                    else:
+                        self.restarts[index] += 1
+                        self.metrics.worker_restarts.inc()
+                        log.error(
+                            "worker %d died (exit code %s); starting it again",
+                            index,
+                            process.exitcode,
+                        )
+                        self._start(index)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _drain(self, timeout: float, exited: set[int]) -> None:
+        """Hand the workers' events to the sinks and keep their latest health."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            kind = message[0]
+            if kind == "event":
+                event = message[1]
+                self.metrics.count_event(event["stream"], event)
+                for sink in self.sinks:
+                    sink.emit(event)
+            elif kind == "health":
+                self._update_health(message[1], message[2])
+            elif kind == "reloaded":
+                self._reloads.put((message[1], message[2], message[3]))
+            elif kind == "exited":
+                exited.add(message[1])
+
+    def _update_health(self, index: int, health: dict[str, Any]) -> None:
+        self._health[index] = health
+        for name, state in health["streams"].items():
+            frames = state["frames"]
+            new = frames - self._frames_seen.get(name, 0)
+            if new > 0:
+                self.metrics.frames.labels(name).inc(new)
+            self._frames_seen[name] = max(frames, self._frames_seen.get(name, 0))
+            self.metrics.state.labels(name).set(1 if state["state"] == "live" else 0)
+
+    def frame_counts(self) -> dict[str, int]:
+        return {name: s["frames"] for name, s in self.health()["streams"].items()}
+
+    def latency_buckets(self) -> list[float]:
+        """Capture-to-result counts per bucket, summed over the workers' latest reports."""
+        reports = [h["latency_buckets"] for h in self._health.values() if h.get("latency_buckets")]
+        return [sum(column) for column in zip(*reports, strict=True)] if reports else []
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p is not None and p.is_alive()]
+
+    def health(self) -> dict[str, Any]:
+        streams: dict[str, Any] = {}
+        for index, group in enumerate(self.groups):
+            reported = self._health.get(index, {}).get("streams", {})
+            for stream in group:
+                state = reported.get(
+                    stream.name, {"state": "connecting", "frames": 0, "error": None}
+                )
+                streams[stream.name] = {**state, "worker": index}
+        ok = bool(streams) and all(
+            s["state"] in ("live", "stopped") and not s["error"] for s in streams.values()
+        )
+        first = next(iter(self._health.values()), {})
+        return {
+            "ok": ok,
+            "streams": streams,
+            "backend": first.get("backend"),
+            "bundle": first.get("bundle"),
+            "workers": [
+                {
+                    "index": i,
+                    "pid": p.pid if p is not None else None,
+                    "alive": bool(p is not None and p.is_alive()),
+                    "restarts": self.restarts[i],
+                }
+                for i, p in enumerate(self._processes)
+            ],
+            "remote_down": any(h.get("remote_down") for h in self._health.values()),
+            "mean_batch": round(
+                sum(h.get("mean_batch", 0.0) for h in self._health.values())
+                / max(len(self._health), 1),
+                2,
+            ),
+            "mqtt": next((s.stats() for s in self.sinks if hasattr(s, "stats")), None),
+        }
+
+    def reload(self) -> tuple[bool, str]:
+        """Every worker reloads the bundle; ok only when all of them took it."""
+        while not self._reloads.empty():
+            self._reloads.get_nowait()
+        for control in self._controls:
+            control.put("reload")
+        answers: dict[int, tuple[bool, str]] = {}
+        deadline = time.monotonic() + _RELOAD_TIMEOUT_S
+        while len(answers) < len(self._controls) and time.monotonic() < deadline:
+            try:
+                index, ok, message = self._reloads.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            answers[index] = (ok, message)
+        ok = len(answers) == len(self._controls) and all(a[0] for a in answers.values())
+        return ok, "; ".join(f"worker {i}: {m}" for i, (_, m) in sorted(answers.items()))
+
+    def stop(self, *_: Any) -> None:
+        log.info("stopping: stopping workers, then flushing sinks")
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        for control in self._controls:
+            control.put("stop")
+        exited: set[int] = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            p is not None and p.is_alive() and i not in exited
+            for i, p in enumerate(self._processes)
+        ):
+            self._drain(timeout=0.2, exited=exited)
+        for process in self._processes:
+            if process is not None and process.is_alive():
+                process.terminate()
+            if process is not None:
+                process.join(timeout=5)
+        self._drain(timeout=0.5, exited=exited)  # whatever the workers sent last
+        for sink in self.sinks:
+            sink.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http = None

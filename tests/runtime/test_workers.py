@@ -1,0 +1,92 @@
+"""`workers = 2`: streams split over worker processes, events reaching the parent's sinks, a
+killed worker started again while the other keeps running, SIGTERM losing nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.test_stream_runtime import REPO, _free_port, make_traffic_clip
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path: Path, bundle: Path, clip: Path, port: int) -> Path:
+    streams = "".join(
+        f'[[streams]]\nname = "cam{i}"\nsource = "{clip}"\nmode = "frame"\n'
+        "realtime = true\nloop = true\n"
+        for i in range(4)
+    )
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        f'bundle = "{bundle}"\nevents = "{tmp_path / "events.jsonl"}"\nworkers = 2\n'
+        f"metrics_port = {port}\n{streams}"
+    )
+    return config
+
+
+def _health(port: int) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # 503 while not every stream is live
+        return json.loads(exc.read())
+
+
+def _wait(condition, timeout: float = 60) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if condition():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"])
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_tl.cli", "serve", str(_config(tmp_path, exported_bundle, clip, port)), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert _wait(lambda: all(s["frames"] > 0 for s in _health(port)["streams"].values()))
+        health = _health(port)
+        assert {s["worker"] for s in health["streams"].values()} == {0, 1}
+        assert health["streams"]["cam0"]["worker"] == health["streams"]["cam2"]["worker"] == 0
+        victim = health["workers"][1]["pid"]
+        frames_cam0 = health["streams"]["cam0"]["frames"]
+        os.kill(victim, signal.SIGKILL)
+        assert _wait(lambda: _health(port)["workers"][1]["restarts"] == 1)
+        assert _wait(lambda: _health(port)["workers"][1]["pid"] != victim)
+        # the other worker never stopped; the restarted one delivers frames again
+        assert _wait(lambda: _health(port)["streams"]["cam0"]["frames"] > frames_cam0 + 20)
+        assert _wait(lambda: _health(port)["streams"]["cam1"]["state"] == "live")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            assert "edge_tl_worker_restarts_total 1.0" in response.read().decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    final = json.loads(stdout)
+    written: dict[str, int] = {}
+    for line in (tmp_path / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["kind"] == "class":
+            written[event["stream"]] = written.get(event["stream"], 0) + 1
+    # the surviving worker's streams: every processed frame's event reached the parent's sink
+    for name in ("cam0", "cam2"):
+        assert written[name] == final["streams"][name]["frames"], name
