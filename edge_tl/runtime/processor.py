@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ class StreamProcessor:
         self.remote_down = False  # the last classification found the remote server down
         self._analysis_cpu_s, self._frames_seen = 0.0, 0
         self._grey_cache: tuple[tuple[int, int], tuple[np.ndarray, float]] | None = None
+        self._inflight: list[tuple[Track, Future[Prediction], np.ndarray]] = []
         self.harvester = (
             Harvester(config.harvest, config.name, config.harvest_crops, config.harvest_max_mb)
             if config.harvest is not None and config.mode == "motion"
@@ -115,11 +117,43 @@ class StreamProcessor:
             self.remote_down = True
             return None
         self.remote_down = False
-        self._has_prior = self._has_prior or any(p.prior is not None for p in predictions)
-        if self.drift is not None:
-            for prediction in predictions:
-                self.drift.observe(prediction.scores)
+        for prediction in predictions:
+            self._observe(prediction)
         return predictions
+
+    def _observe(self, prediction: Prediction) -> None:
+        self._has_prior = self._has_prior or prediction.prior is not None
+        if self.drift is not None:
+            self.drift.observe(prediction.scores)
+
+    def _submit(self, track: Track, crop: np.ndarray) -> None:
+        """Classify `track`'s crop without waiting: the stream goes on to its next frame and
+        the vote lands when the scheduler is done (only a frame that counts waits)."""
+        crop = crop.copy()  # the decoder may reuse the frame's buffer
+        self._inflight.append((track, self.scheduler.submit(crop), crop))
+
+    def _collect(self, wait: bool = False) -> Prediction | None:
+        """Votes from finished classifications, or from all of them with `wait` (a frame that
+        counts: its tracks' votes, and the drift state that decides on the prior, are then
+        exactly those of classifying synchronously); returns the last prediction collected."""
+        last, still = None, []
+        for track, future, crop in self._inflight:
+            if not wait and not future.done():
+                still.append((track, future, crop))
+                continue
+            try:
+                prediction = future.result()
+            except RemoteUnavailable:
+                self.remote_down = True
+                continue
+            self.remote_down = False
+            self._observe(prediction)
+            track.vote(prediction.scores, prediction.prior)
+            if self.harvester is not None:
+                track.crops.append(crop)
+            last = prediction
+        self._inflight = still
+        return last
 
     def _regions(self, frame: Frame) -> Iterator[dict[str, Any]]:
         height, width = frame.image.shape[:2]
@@ -165,10 +199,14 @@ class StreamProcessor:
                 detector.reset()  # a new view: learn its background from scratch
         self._vehicles = detector.detect_grey(*self._grey(frame, config.motion.width))
         tracks = self._tracker.update(self._vehicles, frame.index)
+        self._collect()
+        out = {}
+        for track, _, _ in self._inflight:
+            out[track.id] = out.get(track.id, 0) + 1
         to_classify = [
             t for t in tracks
             if t.hits >= config.min_hits
-            and t.classified < config.max_classifications
+            and t.classified + out.get(t.id, 0) < config.max_classifications
             and (frame.index - t.first_frame) % config.classify_every == 0
         ]  # fmt: skip
         height, width = frame.image.shape[:2]
@@ -177,17 +215,16 @@ class StreamProcessor:
             t for t in tracks if t.hits >= config.min_hits and IouTracker.check_crossing(t, line_px)
         ]
         for track in crossing:  # a track about to be counted must have at least one vote
-            if track.votes is None and track not in to_classify:
+            if track.votes is None and track.id not in out and track not in to_classify:
                 to_classify.append(track)
-        last: Prediction | None = None
-        if to_classify:
-            crops = [self._crop(frame.image, t.box) for t in to_classify]
-            predictions = self._classify(crops)
-            for track, crop, last in zip(to_classify, crops, predictions or [], strict=False):
-                # strict=False: no predictions at all while a remote server is down
-                track.vote(last.scores, last.prior)
-                if self.harvester is not None:
-                    track.crops.append(crop.copy())  # the frame buffer is reused
+        for track in to_classify:
+            self._submit(track, self._crop(frame.image, track.box))
+        last = None
+        if crossing:
+            last = self._collect(wait=True)
+            # the prior's use is decided on every classification made so far, this frame's too
+            if self.drift is not None and (status := self.drift.changed()) is not None:
+                yield drift_event(config.name, frame, status)
         for track in crossing:
             scores = track.mean_scores()
             if self._recounted(track, frame.index):
