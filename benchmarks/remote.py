@@ -98,7 +98,10 @@ def main() -> None:
                 remote = top1(bundle, f"{scheme}://127.0.0.1:{port}/delay0_fp32", images)
                 agreement[scheme] = float((remote == local).mean())
             truth = np.asarray(val.labels)
-            accuracy = {"local": float((local == truth).mean()), "remote": float((remote == truth).mean())}
+            accuracy = {
+                "local": float((local == truth).mean()),
+                "remote": float((remote == truth).mean()),
+            }
         finally:
             server.terminate()
             server.wait()

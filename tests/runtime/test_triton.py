@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +130,54 @@ def test_server_going_away_is_a_state(server: Server, exported_bundle: Path) -> 
         assert not backend.down  # type: ignore[attr-defined]
     finally:
         backend.close()
+
+
+def test_daemon_rides_out_a_server_restart(
+    server: Server, exported_bundle: Path, tmp_path: Path
+) -> None:
+    """The daemon on the remote backend: the server going away is `remote_down` in /healthz,
+    not a failed stream; when it is back, classifications resume without a restart."""
+    from edge_tl.runtime.config import ServeConfig, StreamConfig
+    from edge_tl.runtime.daemon import Daemon
+    from tests.runtime.test_stream_runtime import make_traffic_clip
+
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"])
+    config = ServeConfig(
+        bundle=exported_bundle,
+        backend=f"kserve://127.0.0.1:{server.grpc}/shapes_fp32",
+        metrics_port=None,
+        events=tmp_path / "events.jsonl",
+        streams=[
+            StreamConfig(name="cam", source=str(clip), mode="frame", realtime=True, loop=True)
+        ],
+    )
+    daemon = Daemon(config)
+    daemon.backend.probe_initial_s = daemon.backend.probe_max_s = 0.3  # type: ignore[attr-defined]
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+
+    def events() -> int:
+        return len((tmp_path / "events.jsonl").read_text().splitlines())
+
+    def until(condition, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, daemon.health()
+            time.sleep(0.1)
+
+    try:
+        until(lambda: (tmp_path / "events.jsonl").exists() and events() > 10)
+        server.stop()
+        until(lambda: daemon.health()["streams"]["cam"]["state"] == "remote_down")
+        health = daemon.health()
+        assert health["remote_down"] and health["streams"]["cam"]["error"] is None
+        frames, before = health["streams"]["cam"]["frames"], events()
+        until(lambda: daemon.health()["streams"]["cam"]["frames"] > frames + 10)  # still reading
+        server.start()
+        until(lambda: events() > before + 10)  # classified again, same daemon
+        assert daemon.health()["streams"]["cam"]["state"] == "live"
+        assert not daemon.health()["remote_down"]
+    finally:
+        daemon.stop()
+        runner.join(timeout=30)

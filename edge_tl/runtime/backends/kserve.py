@@ -15,6 +15,7 @@ from `probe_initial_s` to `probe_max_s`; the first one that succeeds makes it up
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -133,6 +134,9 @@ class KServeBackend(Backend):
         return f"kserve {self.target} {self.precision.value}"
 
     def _open(self) -> None:
+        # gRPC's fork handlers crash a process that later starts subprocesses (worker
+        # processes, ffmpeg, tests) once channels have existed; edge-tl never forks a channel
+        os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
         self._client_module = require(f"tritonclient.{self.target.protocol}", "remote")
         self._errors = require("tritonclient.utils", "remote").InferenceServerException
         if self.target.protocol == "grpc":
@@ -274,12 +278,15 @@ def _max_batch_size(config: Any) -> int:
 
 
 def _is_outage(exc: BaseException) -> bool:
-    """Connection refused or reset, timeouts, a server shutting down: worth retrying."""
+    """Connection refused or reset, timeouts, a server shutting down or starting (its models
+    unloaded or not yet loaded): worth retrying. Anything else is a refused request."""
     if isinstance(exc, OSError):
         return True
     status = str(getattr(exc, "status", lambda: None)() or "")
-    outage_statuses = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "503", "504")
-    return not status or any(code in status for code in outage_statuses)
+    outage_statuses = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "NOT_FOUND", "503", "504")
+    text = str(exc).lower()
+    model_away = "unknown model" in text or "is not ready" in text or "unavailable" in text
+    return not status or model_away or any(code in status for code in outage_statuses)
 
 
 def _first_line(exc: BaseException) -> str:
