@@ -324,6 +324,15 @@ def test_metrics_and_healthz_endpoints(exported_bundle: Path, tmp_path: Path) ->
         assert "edge_tl_capture_to_result_ms_bucket" in metrics
 
 
+def looped_cameras(clip: Path, count: int) -> str:
+    """Config sections for `count` cameras played by one clip, looped at its fps, frame mode."""
+    return "".join(
+        f'[[streams]]\nname = "cam{i}"\nsource = "{clip}"\nmode = "frame"\n'
+        "realtime = true\nloop = true\n"
+        for i in range(count)
+    )
+
+
 @pytest.mark.slow
 def test_sigterm_with_eight_cameras_loses_no_event(exported_bundle: Path, tmp_path: Path) -> None:
     """Eight looped clips decoding when SIGTERM comes: the process exits 0 (no FFmpeg abort from
@@ -331,14 +340,10 @@ def test_sigterm_with_eight_cameras_loses_no_event(exported_bundle: Path, tmp_pa
     clip = tmp_path / "road.mp4"
     make_traffic_clip(clip, ["disc", "stripes"])
     events = tmp_path / "events.jsonl"
-    streams = "".join(
-        f'[[streams]]\nname = "cam{i}"\nsource = "{clip}"\nmode = "frame"\n'
-        "realtime = true\nloop = true\n"
-        for i in range(8)
-    )
     config = tmp_path / "serve.toml"
     config.write_text(
-        f'bundle = "{exported_bundle}"\nevents = "{events}"\nmetrics_port = 0\n{streams}'
+        f'bundle = "{exported_bundle}"\nevents = "{events}"\nmetrics_port = 0\n'
+        + looped_cameras(clip, 8)
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_tl.cli", "serve", str(config), "--json"],

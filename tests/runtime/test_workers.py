@@ -15,21 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.test_stream_runtime import REPO, _free_port, make_traffic_clip
+from tests.runtime.test_stream_runtime import REPO, _free_port, looped_cameras, make_traffic_clip
 
 pytestmark = pytest.mark.slow
 
 
 def _config(tmp_path: Path, bundle: Path, clip: Path, port: int) -> Path:
-    streams = "".join(
-        f'[[streams]]\nname = "cam{i}"\nsource = "{clip}"\nmode = "frame"\n'
-        "realtime = true\nloop = true\n"
-        for i in range(4)
-    )
     config = tmp_path / "serve.toml"
     config.write_text(
         f'bundle = "{bundle}"\nevents = "{tmp_path / "events.jsonl"}"\nworkers = 2\n'
-        f"metrics_port = {port}\n{streams}"
+        f"metrics_port = {port}\n" + looped_cameras(clip, 4)
     )
     return config
 
