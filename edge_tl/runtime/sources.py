@@ -352,10 +352,12 @@ class LiveSource:
                 log.info("%s: live", self.name)
                 self.stats.last_frame_at = time.time()
                 last_kept = 0.0
+                # frames dropped for max_fps are decoded (grab) but never converted to BGR
+                split = bool(min_interval) and hasattr(capture, "grab")
                 while not self._stop.is_set():
                     t0 = time.perf_counter()
-                    ok, image = capture.read()
-                    if not ok or image is None:
+                    ok, image = (capture.grab(), None) if split else capture.read()
+                    if not ok or (image is None and not split):
                         raise SourceError(f"{self.name}: stream ended or failed")
                     attempt = 0  # a frame arrived: the next outage starts from the initial delay
                     now = time.time()
@@ -364,6 +366,10 @@ class LiveSource:
                     if min_interval and now - last_kept < min_interval:
                         self.stats.frames_dropped += 1
                         continue
+                    if split:
+                        ok, image = capture.retrieve()
+                        if not ok or image is None:
+                            raise SourceError(f"{self.name}: stream ended or failed")
                     last_kept = now
                     index += 1
                     frame = Frame(

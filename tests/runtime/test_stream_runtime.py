@@ -146,6 +146,44 @@ def test_newest_frame_policy_keeps_latency_bounded() -> None:
     assert max(latencies) < 0.06 and last < first + 0.02  # latency does not grow with time
 
 
+class _GrabbingCamera(_FastCamera):
+    """A capture that, like cv2.VideoCapture, can decode (grab) without converting (retrieve)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retrieved = 0
+
+    def grab(self) -> bool:
+        time.sleep(0.001)
+        self.count += 1
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        self.retrieved += 1
+        return True, np.full((4, 4, 3), self.count % 256, np.uint8)
+
+
+def test_max_fps_converts_only_the_frames_it_keeps() -> None:
+    cameras: list[_GrabbingCamera] = []
+    source = LiveSource(
+        "capped", lambda: cameras.append(_GrabbingCamera()) or cameras[-1], max_fps=20
+    )
+    frames = []
+    deadline = time.time() + 1.0
+    try:
+        while time.time() < deadline:
+            frame = source.latest(timeout=0.5)
+            if frame is not None:
+                frames.append(frame)
+    finally:
+        source.close()
+    camera = cameras[0]
+    assert 10 <= camera.retrieved <= 25  # ~20 a second converted...
+    assert camera.count > 5 * camera.retrieved  # ...of many more decoded
+    assert source.stats.frames_dropped >= camera.count - camera.retrieved - 1
+    assert frames and all(f.image.shape == (4, 4, 3) for f in frames)
+
+
 class _FlakyCamera(_FastCamera):
     opened = 0
 
