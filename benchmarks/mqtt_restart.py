@@ -24,8 +24,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from edge_tl.bench.mqtt_broker import start_mosquitto  # noqa: E402
-from edge_tl.bench.system import system_info  # noqa: E402
-from edge_tl.bench.triton_server import free_port  # noqa: E402
+from edge_tl.bench.system import free_port, system_info  # noqa: E402
 from edge_tl.runtime.config import MqttConfig, ServeConfig, StreamConfig  # noqa: E402
 from edge_tl.runtime.daemon import Daemon  # noqa: E402
 

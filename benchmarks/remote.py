@@ -21,8 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_tl.bench.system import system_info  # noqa: E402
-from edge_tl.bench.triton_server import free_port, start_tritonserver  # noqa: E402
+from edge_tl.bench.system import free_port, system_info  # noqa: E402
+from edge_tl.bench.triton_server import start_tritonserver  # noqa: E402
 from edge_tl.bundle import Bundle  # noqa: E402
 from edge_tl.evaluate import validation_images  # noqa: E402
 from edge_tl.images import load_image  # noqa: E402

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge_tl.bench.system import current_rss_mb, system_info
@@ -32,9 +31,9 @@ from edge_tl.errors import EdgeTLError
 from edge_tl.progress import track
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.config import ServeConfig, StreamConfig
-from edge_tl.runtime.daemon import Daemon
+from edge_tl.runtime.daemon import Daemon, open_daemon
 from edge_tl.runtime.prometheus import LATENCY_BUCKETS_MS
-from edge_tl.runtime.sources import open_source
+from edge_tl.runtime.sources import VideoFileSource, open_source
 
 __all__ = [
     "StreamBenchConfig",
@@ -64,9 +63,10 @@ class StreamBenchConfig:
 
 
 def _clip_fps(source: Path) -> float:
-    capture = cv2.VideoCapture(str(source))
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    capture.release()
+    """The clip's frame rate; a missing or unreadable clip fails as `serve` would say it."""
+    clip = VideoFileSource(source)
+    fps = clip.fps
+    clip.close()
     if fps <= 0:
         raise EdgeTLError(f"{source}: no frame rate in the file; cannot pace it like a camera")
     return fps
@@ -118,37 +118,20 @@ def _cpu_seconds(pids: Sequence[int] = ()) -> float:
 
 
 def _rss_mb(pids: Sequence[int]) -> float:
-    total = current_rss_mb()
-    for pid in pids:
-        try:
-            pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except OSError:
-            continue
-        total += pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    return total
-
-
-def _open_daemon(serve: ServeConfig) -> Any:
-    if serve.workers > 1:
-        from edge_tl.runtime.workers import WorkerPool
-
-        return WorkerPool(serve)
-    return Daemon(serve)
-
-
-def _pids(daemon: Any) -> list[int]:
-    return daemon.worker_pids() if hasattr(daemon, "worker_pids") else []
+    """RSS of this process and of the live worker processes `pids` (one that just exited: 0)."""
+    workers = [current_rss_mb(pid) for pid in pids]
+    return current_rss_mb() + sum(mb for mb in workers if mb == mb)  # NaN != NaN
 
 
 def run_load(config: StreamBenchConfig, cameras: int) -> dict[str, Any]:
     """`cameras` paced copies of the clip for warm-up + window; per-camera fps and the rest."""
     fps = _clip_fps(config.source)
-    daemon = _open_daemon(_serve_config(config, cameras))
+    daemon = open_daemon(_serve_config(config, cameras))
     runner = threading.Thread(target=daemon.run, name="bench-daemon", daemon=True)
     runner.start()
     try:
         time.sleep(config.warmup_s)
-        pids = _pids(daemon)
+        pids = daemon.worker_pids()
         frames0, cpu0, t0 = daemon.frame_counts(), _cpu_seconds(pids), time.perf_counter()
         latency0 = daemon.latency_buckets()
         rss = []
@@ -258,8 +241,9 @@ def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, flo
     daemon = Daemon(serve)
     cpu0 = _cpu_seconds()
     daemon.run()
-    whole_ms = (_cpu_seconds() - cpu0) * 1e3 / max(daemon.frame_counts().get("cam0", 1), 1)
-    crops = daemon.scheduler.stats.images / max(daemon.frame_counts().get("cam0", 1), 1)
+    processed = max(daemon.frame_counts().get("cam0", 1), 1)
+    whole_ms = (_cpu_seconds() - cpu0) * 1e3 / processed
+    crops = daemon.scheduler.stats.images / processed
     analysis_ms = daemon.stage_cpu_ms().get("analysis", 0.0)
 
     with create_backend(
@@ -292,8 +276,6 @@ def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, flo
 
 def bench_streams(config: StreamBenchConfig, breakdown: bool = True) -> dict[str, Any]:
     """The whole capacity benchmark: the search, then the per-camera CPU breakdown."""
-    if not config.source.is_file():
-        raise EdgeTLError(f"{config.source}: no such video file")
     capacity = find_capacity(config)
     return {
         "source": str(config.source),

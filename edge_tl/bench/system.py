@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 from pathlib import Path
 from typing import Any
 
 from edge_tl import __version__
 from edge_tl.bundle import library_versions
 
-__all__ = ["system_info", "peak_rss_mb", "current_rss_mb"]
+__all__ = ["system_info", "peak_rss_mb", "current_rss_mb", "free_port"]
 
 _INTERESTING_FLAGS = (
     "avx2",
@@ -55,12 +56,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def current_rss_mb() -> float:
+def current_rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of this process (or of `pid`); NaN when it cannot be read (gone)."""
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):
         return float("nan")
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a local server a test or benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _cpu() -> tuple[str, set[str]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from edge_tl.errors import EdgeTLError
 
-__all__ = ["find_tritonserver", "install_tritonserver", "start_tritonserver", "free_port"]
+__all__ = ["find_tritonserver", "install_tritonserver", "start_tritonserver"]
 
 DEFAULT_DIR = Path(sys.prefix) / "tritonserver"  # inside the venv: `make test` installs it there
 _WHEEL = "nvidia-pytriton"
@@ -97,12 +96,6 @@ def _install_python_packages(target: Path) -> None:
          str(target), "numpy<2", onnxruntime],
         check=True,
     )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_tritonserver(

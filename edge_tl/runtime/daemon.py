@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -157,17 +157,14 @@ class Daemon:
                 "frames": self.frames.get(name, 0),
                 "error": self.errors.get(name),
             }
-        ok = bool(streams) and all(
-            s["state"] in ("live", "stopped") and not s["error"] for s in streams.values()
-        )
         return {
-            "ok": ok,
+            "ok": streams_ok(streams),
             "streams": streams,
             "backend": self.backend_description,
             "bundle": {"path": str(self.bundle.path), "sha256": self.bundle_sha256},
             "mean_batch": round(self.scheduler.stats.mean_batch, 2),
             "remote_down": self._remote_down(),
-            "mqtt": next((s.stats() for s in self.sinks if isinstance(s, MqttSink)), None),
+            "mqtt": mqtt_stats(self.sinks),
         }
 
     def frame_counts(self) -> dict[str, int]:
@@ -186,27 +183,16 @@ class Daemon:
                 totals.setdefault(stage, []).append(ms)
         return {stage: sum(v) / len(v) for stage, v in totals.items()}
 
+    def worker_pids(self) -> list[int]:
+        """None: everything runs in this process (WorkerPool lists its workers)."""
+        return []
+
     def _remote_down(self) -> bool:
         return bool(getattr(self.backend, "down", False))
 
     def run(self) -> int:
         try:
-            for stream in self.config.streams:  # every series exists from the start, 0 until live
-                self.metrics.declare_stream(stream.name)
-            if self.config.metrics_port is not None:
-                host, port = self.config.metrics_host, self.config.metrics_port
-                try:
-                    self._http = serve_http(host, port, self.metrics, self.health, self.reload)
-                except OSError as exc:
-                    raise EdgeTLError(
-                        f"metrics_port {port} on {host}: {exc.strerror or exc} (another "
-                        "process holds it? choose another metrics_port)"
-                    ) from None
-                log.info(
-                    "metrics on http://%s:%d/metrics",
-                    self.config.metrics_host,
-                    self._http.server_address[1],
-                )
+            self._http = start_endpoints(self.config, self.metrics, self.health, self.reload)
             for stream in self.config.streams:
                 thread = threading.Thread(
                     target=self._run_stream,
@@ -343,6 +329,51 @@ def _stop_on_signals(daemon: Any):  # type: ignore[no-untyped-def]
             signal.signal(sig, handler)
 
 
+def open_daemon(config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> Any:
+    """The daemon for `config`: one process, or a WorkerPool when `workers` > 1 (both have
+    run, stop, reload, health, frame_counts, latency_buckets and worker_pids)."""
+    if config.workers > 1:
+        from edge_tl.runtime.workers import WorkerPool
+
+        return WorkerPool(config, extra_sinks)
+    return Daemon(config, extra_sinks)
+
+
+def start_endpoints(
+    config: ServeConfig,
+    metrics: DaemonMetrics,
+    health: Callable[[], dict[str, Any]],
+    reload: Callable[[], tuple[bool, str]],
+) -> Any:
+    """Every stream's series at 0 from the start, and /metrics, /healthz and POST /reload when
+    a port is configured (the HTTP server, or None); a port in use is a one-line error."""
+    for stream in config.streams:
+        metrics.declare_stream(stream.name)
+    if config.metrics_port is None:
+        return None
+    host, port = config.metrics_host, config.metrics_port
+    try:
+        server = serve_http(host, port, metrics, health, reload)
+    except OSError as exc:
+        raise EdgeTLError(
+            f"metrics_port {port} on {host}: {exc.strerror or exc} (another "
+            "process holds it? choose another metrics_port)"
+        ) from None
+    log.info("metrics on http://%s:%d/metrics", host, server.server_address[1])
+    return server
+
+
+def streams_ok(streams: dict[str, dict[str, Any]]) -> bool:
+    """/healthz's verdict: every stream live (or done) and none failed."""
+    return bool(streams) and all(
+        s["state"] in ("live", "stopped") and not s["error"] for s in streams.values()
+    )
+
+
+def mqtt_stats(sinks: Sequence[Sink]) -> dict[str, int] | None:
+    return next((s.stats() for s in sinks if isinstance(s, MqttSink)), None)
+
+
 def bundle_digest(bundle: Bundle) -> str:
     """sha256 of the bundle's manifest, which holds every artifact's sha256: one hash that
     changes when anything in the bundle does (shown in /healthz)."""
@@ -351,13 +382,9 @@ def bundle_digest(bundle: Bundle) -> str:
 
 def serve(config: Path | ServeConfig, extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:
     """Run until SIGTERM/SIGINT (or until every file stream has ended); returns the final health."""
-    config = config if isinstance(config, ServeConfig) else load_config(config)
-    if config.workers > 1:
-        from edge_tl.runtime.workers import WorkerPool
-
-        daemon: Daemon | WorkerPool = WorkerPool(config, extra_sinks)
-    else:
-        daemon = Daemon(config, extra_sinks)
+    daemon = open_daemon(
+        config if isinstance(config, ServeConfig) else load_config(config), extra_sinks
+    )
     with _stop_on_signals(daemon):
         daemon.run()
     report = daemon.health()

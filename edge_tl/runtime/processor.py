@@ -12,6 +12,7 @@ Every image goes through the shared BatchScheduler, so streams batch together.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -111,20 +112,23 @@ class StreamProcessor:
     def _classify(self, crops: list[np.ndarray]) -> list[Prediction] | None:
         """The crops' predictions, or None while a remote inference server is down: the stream
         keeps tracking and counting, and says so (remote_down) instead of failing."""
+        results = [self._result(f) for f in [self.scheduler.submit(c) for c in crops]]
+        predictions = [p for p in results if p is not None]
+        return predictions if len(predictions) == len(results) else None
+
+    def _result(self, future: Future[Prediction]) -> Prediction | None:
+        """A classification's prediction (waiting for it), observed for the prior and drift;
+        None when the remote server is down (remote_down says so until one succeeds)."""
         try:
-            predictions = self.scheduler.classify(crops)
+            prediction = future.result()
         except RemoteUnavailable:
             self.remote_down = True
             return None
         self.remote_down = False
-        for prediction in predictions:
-            self._observe(prediction)
-        return predictions
-
-    def _observe(self, prediction: Prediction) -> None:
         self._has_prior = self._has_prior or prediction.prior is not None
         if self.drift is not None:
             self.drift.observe(prediction.scores)
+        return prediction
 
     def _submit(self, track: Track, crop: np.ndarray) -> None:
         """Classify `track`'s crop without waiting: the stream goes on to its next frame and
@@ -141,13 +145,9 @@ class StreamProcessor:
             if not wait and not future.done():
                 still.append((track, future, crop))
                 continue
-            try:
-                prediction = future.result()
-            except RemoteUnavailable:
-                self.remote_down = True
+            prediction = self._result(future)
+            if prediction is None:
                 continue
-            self.remote_down = False
-            self._observe(prediction)
             track.vote(prediction.scores, prediction.prior)
             if self.harvester is not None:
                 track.crops.append(crop)
@@ -200,13 +200,11 @@ class StreamProcessor:
         self._vehicles = detector.detect_grey(*self._grey(frame, config.motion.width))
         tracks = self._tracker.update(self._vehicles, frame.index)
         self._collect()
-        out = {}
-        for track, _, _ in self._inflight:
-            out[track.id] = out.get(track.id, 0) + 1
+        out = Counter(track.id for track, _, _ in self._inflight)  # classifications pending
         to_classify = [
             t for t in tracks
             if t.hits >= config.min_hits
-            and t.classified + out.get(t.id, 0) < config.max_classifications
+            and t.classified + out[t.id] < config.max_classifications
             and (frame.index - t.first_frame) % config.classify_every == 0
         ]  # fmt: skip
         height, width = frame.image.shape[:2]

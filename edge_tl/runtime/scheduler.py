@@ -46,10 +46,6 @@ class BatchScheduler:
         self._queue.put((image, future))
         return future
 
-    def classify(self, images: list[np.ndarray]) -> list[Prediction]:
-        """Submit and wait: the images may share a batch with other streams' images."""
-        return [f.result() for f in [self.submit(image) for image in images]]
-
     def swap(self, classifier: Classifier) -> Classifier:
         """Use `classifier` from the next batch on; returns the previous one, which no batch
         is using any more when this returns (so its backend may be closed)."""

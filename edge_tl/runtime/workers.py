@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_tl.runtime.config import ServeConfig
-from edge_tl.runtime.prometheus import DaemonMetrics, serve_http
+from edge_tl.runtime.daemon import Daemon, build_sinks, mqtt_stats, start_endpoints, streams_ok
+from edge_tl.runtime.prometheus import DaemonMetrics
 from edge_tl.runtime.sinks import Sink
 
 __all__ = ["WorkerPool"]
@@ -44,8 +45,6 @@ class _QueueSink(Sink):
 
 def _worker_main(config: ServeConfig, index: int, out: Any, control: Any) -> None:
     """A worker process: a Daemon on its share of the streams, sinks replaced by the queue."""
-    from edge_tl.runtime.daemon import Daemon
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     daemon = Daemon(config, extra_sinks=[_QueueSink(out)])
     signal.signal(signal.SIGTERM, daemon.stop)
@@ -76,8 +75,6 @@ def _report(daemon: Any) -> dict[str, Any]:
 
 class WorkerPool:
     def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
-        from edge_tl.runtime.daemon import build_sinks
-
         self.config = config
         count = min(config.workers, len(config.streams))
         # round robin: cameras of one site listed together end up on different cores
@@ -125,11 +122,7 @@ class WorkerPool:
 
     def run(self) -> int:
         try:
-            for stream in self.config.streams:
-                self.metrics.declare_stream(stream.name)
-            if self.config.metrics_port is not None:
-                host, port = self.config.metrics_host, self.config.metrics_port
-                self._http = serve_http(host, port, self.metrics, self.health, self.reload)
+            self._http = start_endpoints(self.config, self.metrics, self.health, self.reload)
             for index in range(len(self.groups)):
                 self._start(index)
             exited: set[int] = set()
@@ -204,12 +197,9 @@ class WorkerPool:
                     stream.name, {"state": "connecting", "frames": 0, "error": None}
                 )
                 streams[stream.name] = {**state, "worker": index}
-        ok = bool(streams) and all(
-            s["state"] in ("live", "stopped") and not s["error"] for s in streams.values()
-        )
         first = next(iter(self._health.values()), {})
         return {
-            "ok": ok,
+            "ok": streams_ok(streams),
             "streams": streams,
             "backend": first.get("backend"),
             "bundle": first.get("bundle"),
@@ -228,7 +218,7 @@ class WorkerPool:
                 / max(len(self._health), 1),
                 2,
             ),
-            "mqtt": next((s.stats() for s in self.sinks if hasattr(s, "stats")), None),
+            "mqtt": mqtt_stats(self.sinks),
         }
 
     def reload(self) -> tuple[bool, str]:

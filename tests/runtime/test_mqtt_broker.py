@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_tl.bench.mqtt_broker import mosquitto_path, start_mosquitto
-from edge_tl.bench.triton_server import free_port
+from edge_tl.bench.system import free_port
 from edge_tl.runtime.sinks import MqttSink
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (edge-tl[mqtt])")

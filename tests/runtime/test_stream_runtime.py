@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from edge_tl.bench.rtsp_server import rtsp_server_available, start_rtsp_server, test_pattern_launch
+from edge_tl.bench.system import free_port
 from edge_tl.bundle import Bundle
 from edge_tl.errors import EdgeTLError
 from edge_tl.runtime.backends import create_backend
@@ -265,14 +266,6 @@ def test_sigterm_flushes_sinks(exported_bundle: Path, tmp_path: Path) -> None:
     assert len(lines) < 20 * 40  # stopped early: the clip has far more frames
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(daemon: Daemon) -> Iterator[Daemon]:
     """Run the daemon on a thread for the block; stop it (flushing sinks) afterwards."""
@@ -302,7 +295,7 @@ def _wait(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 def test_rtsp_outage_reconnects_without_stopping_other_streams(
     exported_bundle: Path, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     server = start_rtsp_server(port, {"/cam": test_pattern_launch()})
     clip = tmp_path / "other.mp4"
     make_traffic_clip(clip, ["disc", "stripes"] * 15)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_tl.bench.triton_server import find_tritonserver, free_port, start_tritonserver
+from edge_tl.bench.system import free_port
+from edge_tl.bench.triton_server import find_tritonserver, start_tritonserver
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import EdgeTLError
 from edge_tl.images import find_images, load_image

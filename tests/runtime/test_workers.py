@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.test_stream_runtime import REPO, _free_port, looped_cameras, make_traffic_clip
+from edge_tl.bench.system import free_port
+from tests.runtime.test_stream_runtime import REPO, looped_cameras, make_traffic_clip
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def _wait(condition, timeout: float = 60) -> bool:  # type: ignore[no-untyped-de
 def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path) -> None:
     clip = tmp_path / "road.mp4"
     make_traffic_clip(clip, ["disc", "stripes"])
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_tl.cli", "serve", str(_config(tmp_path, exported_bundle, clip, port)), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from edge_tl._deps import require
 from edge_tl.bundle import Bundle, Precision
 from edge_tl.errors import BackendError
 from edge_tl.runtime.backends.base import Backend
+from edge_tl.runtime.sources import Backoff
 
 __all__ = ["KServeBackend", "RemoteUnavailable", "RemoteTarget", "parse_remote", "REMOTE_SCHEMES"]
 
@@ -124,7 +126,8 @@ class KServeBackend(Backend):
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._next_probe = 0.0
-        self._probe_interval = probe_initial_s
+        self._failed_probes = 0
+        self._rng = random.Random(0)  # Backoff's jitter source; unused at jitter 0
 
     @property
     def down(self) -> bool:
@@ -168,10 +171,11 @@ class KServeBackend(Backend):
         # larger batches are sent in parts: the server refuses more than its max_batch_size
         self.max_batch = _max_batch_size(config) or None
 
-    def _call(self, method: Any, *args: Any) -> Any:
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """A client call with the timeout: per call on gRPC, set on the client for HTTP."""
         if self.target.protocol == "grpc":
-            return method(*args, client_timeout=self.timeout_s)
-        return method(*args)
+            kwargs["client_timeout"] = self.timeout_s
+        return method(*args, **kwargs)
 
     def _check_signature(self, metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:
         inputs, outputs = metadata.get("inputs", []), metadata.get("outputs", [])
@@ -224,11 +228,13 @@ class KServeBackend(Backend):
             batch = batch.astype(np.float16)
         request = module.InferInput(self._input["name"], list(batch.shape), _DTYPES[batch.dtype])
         request.set_data_from_numpy(batch)
-        wanted = [module.InferRequestedOutput(self._output)]
-        kwargs: dict[str, Any] = {"model_version": self.target.version, "outputs": wanted}
-        if self.target.protocol == "grpc":
-            kwargs["client_timeout"] = self.timeout_s
-        result = self._client.infer(self.target.model, [request], **kwargs)
+        result = self._call(
+            self._client.infer,
+            self.target.model,
+            [request],
+            model_version=self.target.version,
+            outputs=[module.InferRequestedOutput(self._output)],
+        )
         return result.as_numpy(self._output).astype(np.float32, copy=False)
 
     def _mark_down(self, error: Exception) -> None:
@@ -236,12 +242,13 @@ class KServeBackend(Backend):
             self.failures += 1
             now = time.monotonic()
             if self._down_since is None:
-                self._down_since = now
-                self._probe_interval = self.probe_initial_s
+                self._down_since, self._failed_probes = now, 0
                 log.error("%s: remote_down (%s)", self.target, _first_line(error))
             else:
-                self._probe_interval = min(self._probe_interval * 2, self.probe_max_s)
-            self._next_probe = now + self._probe_interval
+                self._failed_probes += 1
+            # the sources' reconnect schedule, without jitter: one server, not many cameras
+            probes = Backoff(initial_s=self.probe_initial_s, max_s=self.probe_max_s, jitter=0.0)
+            self._next_probe = now + probes.delay(self._failed_probes, self._rng)
 
     def _mark_up(self) -> None:
         with self._lock:
