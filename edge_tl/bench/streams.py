@@ -33,7 +33,7 @@ from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.config import ServeConfig, StreamConfig
 from edge_tl.runtime.daemon import Daemon, open_daemon
 from edge_tl.runtime.prometheus import LATENCY_BUCKETS_MS
-from edge_tl.runtime.sources import VideoFileSource, open_source
+from edge_tl.runtime.sources import VideoFileSource, open_source, resolve_decoder
 
 __all__ = [
     "StreamBenchConfig",
@@ -60,6 +60,7 @@ class StreamBenchConfig:
     warmup_s: float = 5.0
     line: tuple[tuple[float, float], tuple[float, float]] | None = None
     workers: int = 1
+    decoder: str = "auto"
 
 
 def _clip_fps(source: Path) -> float:
@@ -98,6 +99,7 @@ def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
                 realtime=True,
                 loop=True,
                 line=_line(config),
+                decoder=config.decoder,  # type: ignore[arg-type]
             )
             for i in range(cameras)
         ],
@@ -228,7 +230,12 @@ def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, flo
     (the clip read with nothing else), the whole pipeline, inference (CPU per classified crop ×
     crops per second), analysis (the stream thread's CPU in the processor), and the remainder."""
     fps = _clip_fps(config.source)
-    source = open_source(str(config.source), max_frames=frames, loop=True)
+    source = open_source(
+        str(config.source),
+        max_frames=frames,
+        loop=True,
+        decoder=config.decoder,  # type: ignore[arg-type]
+    )
     cpu0 = _cpu_seconds()
     count = sum(1 for _ in track(source, "decode only"))
     decode_ms = (_cpu_seconds() - cpu0) * 1e3 / max(count, 1)
@@ -284,6 +291,7 @@ def bench_streams(config: StreamBenchConfig, breakdown: bool = True) -> dict[str
         "precision": config.precision,
         "threads": config.threads,
         "workers": config.workers,
+        "decoder": resolve_decoder(config.decoder),  # type: ignore[arg-type]
         "seconds": config.seconds,
         "warmup_s": config.warmup_s,
         **capacity,

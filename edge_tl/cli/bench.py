@@ -94,6 +94,12 @@ def register(add_command: AddCommand) -> None:
     p.add_argument(
         "--workers", type=positive_int, default=1, help="worker processes, as in serve's config"
     )
+    p.add_argument(
+        "--decoder",
+        default="auto",
+        choices=["auto", "opencv", "pyav"],
+        help="as the streams' `decoder` (default: %(default)s: PyAV when installed)",
+    )
     p.add_argument("--max", dest="max_cameras", type=positive_int, default=32)
     p.add_argument(
         "--seconds",
@@ -192,6 +198,7 @@ def _bench_streams(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         workers=args.workers,
+        decoder=args.decoder,
         max_cameras=args.max_cameras,
         seconds=args.seconds,
         warmup_s=args.warmup,

@@ -45,6 +45,9 @@ class StreamConfig(_Strict):
     mode: Literal["frame", "roi", "motion"] = "motion"
     realtime: bool = False  # files: pace at the file's fps instead of as fast as possible
     loop: bool = False  # files: start again at the end (a clip standing in for a camera)
+    # files and URLs: `pyav` keeps frames in YUV (motion on the luma plane, BGR only for the
+    # frames whose crops are classified); `auto` uses it when the [video] extra is installed
+    decoder: Literal["auto", "opencv", "pyav"] = "auto"
     stride: int = Field(default=1, ge=1)
     max_frames: int | None = Field(default=None, ge=1)  # files: stop after N frames
     max_fps: float | None = Field(default=None, gt=0)

@@ -240,6 +240,7 @@ class Daemon:
                 stall_timeout_s=stream.stall_timeout_s,
                 backoff=Backoff(initial_s=stream.reconnect_initial_s, max_s=stream.reconnect_max_s),
                 loop=stream.loop,
+                decoder=stream.decoder,
             )
         except EdgeTLError as exc:
             self.errors[stream.name] = str(exc)

@@ -27,7 +27,7 @@ from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.drift import DriftMonitor
 from edge_tl.runtime.events import camera_event, drift_event, make_event
 from edge_tl.runtime.harvest import Harvester
-from edge_tl.runtime.motion import Box, MotionDetector, small_grey
+from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Frame
 from edge_tl.runtime.tracker import IouTracker, Track, overlap
@@ -207,7 +207,7 @@ class StreamProcessor:
             and t.classified + out[t.id] < config.max_classifications
             and (frame.index - t.first_frame) % config.classify_every == 0
         ]  # fmt: skip
-        height, width = frame.image.shape[:2]
+        height, width = frame.shape
         line_px = tuple((x * width, y * height) for x, y in config.line)
         crossing = [
             t for t in tracks if t.hits >= config.min_hits and IouTracker.check_crossing(t, line_px)
@@ -252,7 +252,7 @@ class StreamProcessor:
         """The frame shrunk and made grey once for motion detection and camera motion (both
         at 320 px unless configured apart)."""
         if self._grey_cache is None or self._grey_cache[0] != (frame.index, width):
-            grey = small_grey(frame.image, width)
+            grey = frame.small_grey(width)
             self._grey_cache = ((frame.index, width), grey)
         return self._grey_cache[1]
 

@@ -18,18 +18,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from edge_tl.errors import DataError, SourceError
 from edge_tl.images import find_images, load_image
+from edge_tl.runtime.motion import small_grey
 
 __all__ = [
     "Source",
     "Frame",
+    "Picture",
+    "Decoder",
     "SourceState",
     "SourceStats",
     "VideoFileSource",
@@ -37,19 +41,51 @@ __all__ = [
     "LiveSource",
     "Backoff",
     "open_source",
+    "resolve_decoder",
     "is_live",
 ]
 
 log = logging.getLogger(__name__)
 
 
+Decoder = Literal["auto", "opencv", "pyav"]
+
+
+@runtime_checkable
+class Picture(Protocol):
+    """A decoded frame not yet converted to BGR (PyAV's YUV planes: `pyav_capture.py`)."""
+
+    shape: tuple[int, int, int]
+
+    def bgr(self) -> np.ndarray: ...
+
+    def small_grey(self, width: int) -> tuple[np.ndarray, float]: ...
+
+
 @dataclass(frozen=True)
 class Frame:
     index: int
-    image: np.ndarray  # HxWx3 uint8 BGR
+    pixels: np.ndarray | Picture  # HxWx3 uint8 BGR, or a picture converted when first needed
     media_ms: float  # position in the media for files; ms since the source opened for live
     captured_at: float  # time.time() when the frame was decoded
     decode_ms: float
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        """HxWx3 uint8 BGR (made on first use from a `Picture`)."""
+        return self.pixels if isinstance(self.pixels, np.ndarray) else self.pixels.bgr()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Height and width, without converting anything."""
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+    def small_grey(self, width: int) -> tuple[np.ndarray, float]:
+        """The frame shrunk to at most `width` across and made grey, and the scale: from the
+        luma plane when the frame is still YUV (no BGR made for it)."""
+        if isinstance(self.pixels, np.ndarray):
+            return small_grey(self.pixels, width)
+        return self.pixels.small_grey(width)
 
 
 class SourceState(str, Enum):
@@ -97,6 +133,7 @@ class VideoFileSource:
         realtime: bool = False,
         prefetch: int = 0,
         loop: bool = False,
+        decoder: Decoder = "auto",
     ) -> None:
         self.path = Path(path)
         self.loop = loop  # start again at the end (a clip standing in for a camera)
@@ -111,7 +148,7 @@ class VideoFileSource:
                 f"{self.path}: an image, not a video (by its content); classify images with "
                 "`edge-tl predict`, or give a folder of images as the source"
             )
-        self._capture = open_capture(str(self.path))
+        self._capture = _file_capture(str(self.path), decoder)
         if not self._capture.isOpened():
             raise SourceError(
                 f"{self.path}: OpenCV cannot open it as a video (unknown format or codec)"
@@ -435,7 +472,35 @@ def open_capture(
                 del os.environ[_OPTIONS_KEY]
 
 
-def _open_url(url: str) -> Any:
+def resolve_decoder(decoder: Decoder) -> Literal["opencv", "pyav"]:
+    """PyAV when asked, or for `auto` when it is installed (the `[video]` extra)."""
+    if decoder == "opencv":
+        return "opencv"
+    from edge_tl.runtime.pyav_capture import pyav_available
+
+    if not pyav_available():
+        if decoder == "pyav":
+            raise SourceError(
+                "decoder 'pyav': PyAV is not installed (pip install 'edge-tl[video]')"
+            )
+        return "opencv"
+    return "pyav"
+
+
+def _file_capture(path: str, decoder: Decoder) -> Any:
+    """A file's capture: PyAV (frames kept in YUV until BGR is needed) or OpenCV; `auto` falls
+    back to OpenCV for a file PyAV cannot open."""
+    if resolve_decoder(decoder) == "pyav":
+        from edge_tl.runtime.pyav_capture import PyAVCapture
+
+        capture = PyAVCapture(path)
+        if capture.isOpened() or decoder == "pyav":
+            return capture
+        log.debug("%s: PyAV cannot open it (%s); trying OpenCV", path, capture.error)
+    return open_capture(path)
+
+
+def _open_url(url: str, decoder: Decoder = "auto") -> Any:
     """Open a network stream, failing fast while its server is down.
 
     OpenCV opens FFmpeg captures one at a time, so a failing open of a dead camera (2 s
@@ -455,6 +520,11 @@ def _open_url(url: str) -> Any:
             ).close()
         except OSError as exc:
             raise SourceError(f"{url}: server not reachable ({exc.strerror or exc})") from exc
+    if resolve_decoder(decoder) == "pyav":
+        from edge_tl.runtime.pyav_capture import PyAVCapture
+
+        options = dict(item.split(";", 1) for item in FFMPEG_CAPTURE_OPTIONS.split("|"))
+        return PyAVCapture(url, options=options, timeout_s=STREAM_TIMEOUT_MS / 1e3)
     timeouts = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         STREAM_TIMEOUT_MS,
@@ -481,6 +551,7 @@ def open_source(
     backoff: Backoff = Backoff(),
     stall_timeout_s: float = 5.0,
     loop: bool = False,
+    decoder: Decoder = "auto",
 ) -> Source:
     """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
     (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson)."""
@@ -494,11 +565,13 @@ def open_source(
         elif spec.startswith("/dev/video"):
             opener = lambda: open_capture(spec, cv2.CAP_V4L2)  # noqa: E731
         else:
-            opener = lambda: _open_url(spec)  # noqa: E731
+            opener = lambda: _open_url(spec, decoder)  # noqa: E731
         return LiveSource(
             name, opener, backoff=backoff, stall_timeout_s=stall_timeout_s, max_fps=max_fps
         )
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, max_frames=max_frames)
-    return VideoFileSource(path, stride=stride, max_frames=max_frames, realtime=realtime, loop=loop)
+    return VideoFileSource(
+        path, stride=stride, max_frames=max_frames, realtime=realtime, loop=loop, decoder=decoder
+    )

@@ -72,7 +72,11 @@ def test_blank_frames_are_not_motion() -> None:
 
 def test_camera_event_is_json_and_names_the_shift() -> None:
     frame = Frame(
-        image=np.zeros((4, 4, 3), np.uint8), index=7, captured_at=1.0, media_ms=233.3, decode_ms=1.0
+        pixels=np.zeros((4, 4, 3), np.uint8),
+        index=7,
+        captured_at=1.0,
+        media_ms=233.3,
+        decode_ms=1.0,
     )
     event = json.loads(json.dumps(camera_event("cam", frame, 4.567)))
     assert event["kind"] == "camera_moved" and event["frame"] == 7 and event["shift_px"] == 4.57

@@ -65,7 +65,19 @@ def make_traffic_clip(
 
 
 @pytest.mark.slow
-def test_motion_mode_counts_every_crossing(exported_bundle: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_motion_mode_counts_every_crossing(
+    exported_bundle: Path, tmp_path: Path, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if decoder == "pyav":
+        pytest.importorskip("av", reason="PyAV (the [video] extra) is not installed")
+        from edge_tl.runtime.pyav_capture import YuvPicture
+
+        converted = []  # frames made BGR: only those whose crops were classified
+        to_bgr = YuvPicture.bgr
+        monkeypatch.setattr(
+            YuvPicture, "bgr", lambda self: converted.append(id(self)) or to_bgr(self)
+        )
     truth = make_traffic_clip(
         tmp_path / "road.mp4", ["disc", "stripes", "checker", "disc", "stripes"]
     )
@@ -75,10 +87,13 @@ def test_motion_mode_counts_every_crossing(exported_bundle: Path, tmp_path: Path
         processor = StreamProcessor(
             StreamConfig(name="road", source="road.mp4", mode="motion"), scheduler, bundle.labels
         )
-        events = [
-            e for frame in VideoFileSource(tmp_path / "road.mp4") for e in processor.process(frame)
-        ]
+        source = VideoFileSource(tmp_path / "road.mp4", decoder=decoder)  # type: ignore[arg-type]
+        events = [e for frame in source for e in processor.process(frame)]
+        frames = source.stats.frames_read
         scheduler.close()
+    if decoder == "pyav":
+        votes = sum(e["votes"] for e in events if e["kind"] == "count")
+        assert 0 < len(set(converted)) <= votes < frames / 2
     counted = [e["class"] for e in events if e["kind"] == "count"]
     assert len(counted) == len(truth)  # one count per object, none twice
     assert sum(c == t for c, t in zip(counted, truth, strict=True)) >= len(truth) - 1

@@ -1,0 +1,71 @@
+"""The PyAV decoder (`decoder = "pyav"`): the same frames as OpenCV's, motion on the luma plane,
+loops, damaged files, and a clear line when PyAV is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_tl.errors import SourceError
+from edge_tl.runtime.sources import VideoFileSource, open_source
+from tests.runtime.test_stream_runtime import make_traffic_clip
+
+pytest.importorskip("av", reason="PyAV (the [video] extra) is not installed")
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    path = tmp_path / "road.mp4"
+    make_traffic_clip(path, ["disc", "stripes"], size=(320, 176))
+    return path
+
+
+def test_pyav_gives_opencvs_frames_and_a_matching_grey(clip: Path) -> None:
+    opencv = list(VideoFileSource(clip, decoder="opencv"))
+    pyav = list(VideoFileSource(clip, decoder="pyav"))
+    assert len(pyav) == len(opencv) > 30
+    assert [f.media_ms for f in pyav] == pytest.approx([f.media_ms for f in opencv])
+    for a, b in zip(opencv[::7], pyav[::7], strict=True):
+        assert b.shape == a.shape == (176, 320)
+        grey_a, scale_a = a.small_grey(160)
+        grey_b, scale_b = b.small_grey(160)  # from the luma plane, no BGR made
+        assert scale_a == scale_b == 0.5 and grey_a.shape == grey_b.shape == (88, 160)
+        # limited-range luma stretched like OpenCV's BGR → grey: a level or two apart
+        assert np.abs(grey_a.astype(int) - grey_b).mean() < 3
+        assert np.array_equal(a.image, b.image)  # the same swscale conversion
+
+
+def test_pyav_loop_and_stride(clip: Path) -> None:
+    frames = sum(1 for _ in VideoFileSource(clip, decoder="pyav"))
+    looped = [
+        f.index for f in VideoFileSource(clip, decoder="pyav", loop=True, max_frames=frames + 5)
+    ]
+    assert looped == list(range(frames + 5))
+    strided = [f.index for f in VideoFileSource(clip, decoder="pyav", stride=3, max_frames=4)]
+    assert strided == [0, 3, 6, 9]
+
+
+def test_a_cut_file_plays_up_to_the_cut(clip: Path, tmp_path: Path) -> None:
+    whole = sum(1 for _ in VideoFileSource(clip, decoder="pyav"))
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    # mp4v writes the index (moov) last: keep it, lose the end of the media data instead
+    moov = data.rfind(b"moov") - 4
+    cut.write_bytes(data[: moov // 2] + bytes(moov - moov // 2) + data[moov:])
+    frames = list(VideoFileSource(cut, decoder="pyav"))
+    assert 0 < len(frames) <= whole
+
+
+def test_decoder_pyav_without_pyav_is_one_clear_line(
+    clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edge_tl.runtime.pyav_capture as pyav_capture
+
+    monkeypatch.setattr(pyav_capture, "pyav_available", lambda: False)
+    with pytest.raises(
+        SourceError, match=r"PyAV is not installed \(pip install 'edge-tl\[video\]'\)"
+    ):
+        open_source(str(clip), decoder="pyav")
+    assert sum(1 for _ in open_source(str(clip))) > 30  # auto falls back to OpenCV
