@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -38,7 +38,10 @@ class CameraMotionConfig(BaseModel):
     pause_counting: bool = False
     relearn: bool = False  # forget the background once a movement has settled (measured: costs
     # recall, F1 0.85 → 0.79: ten warm-up frames without detections, then ghosts)
-    window: int = Field(default=5, ge=1)  # frames in the median that smooths single misfits
+    window: int = Field(default=5, ge=1)  # estimates in the median that smooths single misfits
+    # estimate on every Nth frame (the shift between them divided by N): the background shift
+    # is smooth over frames, and optical flow was half of this module's cost on 720p cameras
+    every: int = Field(default=2, ge=1)
     settle_frames: int = Field(default=8, ge=1)  # still frames before counting resumes
 
 
@@ -59,6 +62,8 @@ class CameraMotion:
         self._recent: deque[float] = deque(maxlen=self.config.window)
         self._moving = False
         self._still = 0
+        self._frames = 0
+        self._last = GlobalMotion(0.0, False, False, False)
         self.movements = 0
 
     def update(self, frame: np.ndarray, vehicles: Sequence[Box] = ()) -> GlobalMotion:
@@ -69,11 +74,18 @@ class CameraMotion:
     def update_grey(
         self, grey: np.ndarray, scale: float, vehicles: Sequence[Box] = ()
     ) -> GlobalMotion:
-        """`update` on a frame already shrunk and made grey by `small_grey`."""
+        """`update` on a frame already shrunk and made grey by `small_grey`; frames between
+        estimates (`every`) get the last verdict, without its start/settle edges."""
+        every = self.config.every
+        self._frames += 1
+        if self._previous is not None and (self._frames - 1) % every:
+            return replace(self._last, started=False, settled=False)
         shift = (
             0.0
             if self._previous is None
-            else _background_shift(self._previous, grey, _mask(grey.shape, vehicles, scale))
+            else _background_shift(
+                self._previous, grey, _mask(grey.shape, vehicles, scale), frames=every
+            )
         )
         self._previous = grey
         self._recent.append(shift)
@@ -83,15 +95,16 @@ class CameraMotion:
             started, self._moving, self._still = not self._moving, True, 0
             self.movements += started
         elif self._moving:
-            self._still += 1
+            self._still += every
             if self._still >= self.config.settle_frames:
                 self._moving, settled = False, True
-        return GlobalMotion(
+        self._last = GlobalMotion(
             shift_px=smoothed,
             moving=self._moving,
             started=started,
             settled=settled,
         )
+        return self._last
 
 
 def _mask(shape: tuple[int, ...], boxes: Sequence[Box], scale: float) -> np.ndarray | None:
@@ -107,9 +120,10 @@ def _mask(shape: tuple[int, ...], boxes: Sequence[Box], scale: float) -> np.ndar
 
 
 def _background_shift(
-    previous: np.ndarray, current: np.ndarray, mask: np.ndarray | None = None
+    previous: np.ndarray, current: np.ndarray, mask: np.ndarray | None = None, frames: int = 1
 ) -> float:
-    """Median displacement of tracked corners between two frames, or 0 when a share of them
+    """Median displacement per frame of tracked corners between two frames `frames` apart
+    (still means under STILL_PX per frame there too), or 0 when a share of them
     stood still: a still camera always shows some still background, while traffic can fill
     most of a close view and move most corners (measured: 16-20 % still corners under a bus
     in the overhead clip's close view, 0-1 % during its zooms). Also 0 when there is too
@@ -126,6 +140,6 @@ def _background_shift(
     if found.sum() < 8:
         return 0.0
     flow = np.hypot(*(moved[found] - points[found]).reshape(-1, 2).T)
-    if float((flow < STILL_PX).mean()) >= STILL_SHARE:
+    if float((flow < STILL_PX * frames).mean()) >= STILL_SHARE:
         return 0.0
-    return float(np.median(flow))
+    return float(np.median(flow)) / frames

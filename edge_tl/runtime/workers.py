@@ -87,7 +87,10 @@ class WorkerPool:
         self._controls: list[Any] = [self._context.Queue() for _ in range(count)]
         self._processes: list[Any] = [None] * count
         self._health: dict[int, dict[str, Any]] = {}
-        self._frames_seen: dict[str, int] = {}
+        self._frames_seen: dict[str, int] = {}  # per stream, over every worker lifetime
+        # a restarted worker counts its streams' frames from 0 again: what its earlier
+        # lifetimes processed is added, so totals and edge_tl_frames_total never go back
+        self._frame_offsets: dict[str, int] = {}
         self._reloads: queue.Queue[tuple[int, bool, str]] = queue.Queue()
         self._http = None
         self.sinks: list[Sink] = [*build_sinks(config), *extra_sinks]
@@ -134,6 +137,7 @@ class WorkerPool:
                     if process.exitcode == 0:  # its file streams ended: done, not dead
                         exited.add(index)
                     else:
+                        self._new_lifetime(index)
                         self.restarts[index] += 1
                         self.metrics.worker_restarts.inc()
                         log.error(
@@ -167,15 +171,22 @@ class WorkerPool:
             elif kind == "exited":
                 exited.add(message[1])
 
+    def _new_lifetime(self, index: int) -> None:
+        """Worker `index` died: its streams' frames so far become their offsets, and its last
+        report goes (until the new process reports, its streams read as connecting)."""
+        for stream in self.groups[index]:
+            self._frame_offsets[stream.name] = self._frames_seen.get(stream.name, 0)
+        self._health.pop(index, None)
+
     def _update_health(self, index: int, health: dict[str, Any]) -> None:
-        self._health[index] = health
         for name, state in health["streams"].items():
-            frames = state["frames"]
-            new = frames - self._frames_seen.get(name, 0)
+            state["frames"] += self._frame_offsets.get(name, 0)
+            new = state["frames"] - self._frames_seen.get(name, 0)
             if new > 0:
                 self.metrics.frames.labels(name).inc(new)
-            self._frames_seen[name] = max(frames, self._frames_seen.get(name, 0))
+                self._frames_seen[name] = state["frames"]
             self.metrics.state.labels(name).set(1 if state["state"] == "live" else 0)
+        self._health[index] = health
 
     def frame_counts(self) -> dict[str, int]:
         return {name: s["frames"] for name, s in self.health()["streams"].items()}

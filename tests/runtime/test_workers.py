@@ -65,14 +65,31 @@ def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path
         assert health["streams"]["cam0"]["worker"] == health["streams"]["cam2"]["worker"] == 0
         victim = health["workers"][1]["pid"]
         frames_cam0 = health["streams"]["cam0"]["frames"]
+        frames_cam1 = health["streams"]["cam1"]["frames"]  # on the victim
         os.kill(victim, signal.SIGKILL)
         assert _wait(lambda: _health(port)["workers"][1]["restarts"] == 1)
         assert _wait(lambda: _health(port)["workers"][1]["pid"] != victim)
         # the other worker never stopped; the restarted one delivers frames again
         assert _wait(lambda: _health(port)["streams"]["cam0"]["frames"] > frames_cam0 + 20)
         assert _wait(lambda: _health(port)["streams"]["cam1"]["state"] == "live")
+        # the new process counts from 0; the stream's total goes on from the old one's
+        seen: list[int] = []
+        assert _wait(
+            lambda: (
+                seen.append(_health(port)["streams"]["cam1"]["frames"])
+                or seen[-1] > frames_cam1 + 20
+            )
+        )
+        assert min(seen) >= frames_cam1
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            assert "edge_tl_worker_restarts_total 1.0" in response.read().decode()
+            metrics = response.read().decode()
+        assert "edge_tl_worker_restarts_total 1.0" in metrics
+        total = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith('edge_tl_frames_total{stream="cam1"}')
+        )
+        assert float(total.split()[-1]) > frames_cam1 + 20
     finally:
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=60)
