@@ -71,6 +71,10 @@ class StreamConfig(_Strict):
     min_hits: int = Field(default=2, ge=1)  # frames a track is seen before it is classified
     classify_every: int = Field(default=3, ge=1)  # frames between classifications of a track
     max_classifications: int = Field(default=5, ge=1)
+    # motion mode: `at_line` keeps a track's crops and classifies them when it crosses the line
+    # (tracks that never cross cost no inference; the first `drift.min_samples` crops of a
+    # stream are still classified at once, so the drift verdict forms as early as with `eager`)
+    classify: Literal["eager", "at_line"] = "at_line"
     crop_padding: float = Field(default=0.1, ge=0)
     annotated_video: Path | None = None
     stall_timeout_s: float = Field(default=5.0, gt=0)

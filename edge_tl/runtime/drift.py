@@ -133,6 +133,11 @@ class DriftMonitor:
         )
 
     @property
+    def has_verdict(self) -> bool:
+        """Enough classifications in the window (`min_samples`) to tell."""
+        return len(self._scores) >= self.config.min_samples
+
+    @property
     def drifting(self) -> bool:
         """The verdict last reported by `changed`."""
         return self._reported

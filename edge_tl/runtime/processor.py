@@ -30,7 +30,7 @@ from edge_tl.runtime.harvest import Harvester
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Frame
-from edge_tl.runtime.tracker import IouTracker, Track, overlap
+from edge_tl.runtime.tracker import IouTracker, Track, near_line, overlap
 
 __all__ = ["StreamProcessor", "UNCLASSIFIED"]
 
@@ -204,7 +204,7 @@ class StreamProcessor:
         to_classify = [
             t for t in tracks
             if t.hits >= config.min_hits
-            and t.classified + out[t.id] < config.max_classifications
+            and t.classified + out[t.id] + len(t.deferred) < config.max_classifications
             and (frame.index - t.first_frame) % config.classify_every == 0
         ]  # fmt: skip
         height, width = frame.shape
@@ -213,10 +213,28 @@ class StreamProcessor:
             t for t in tracks if t.hits >= config.min_hits and IouTracker.check_crossing(t, line_px)
         ]
         for track in crossing:  # a track about to be counted must have at least one vote
-            if track.votes is None and track.id not in out and track not in to_classify:
+            if (
+                track.votes is None
+                and track.id not in out
+                and not track.deferred
+                and track not in to_classify
+            ):
                 to_classify.append(track)
+        # at_line: crops wait until their vehicle nears the line, then go to the scheduler a few
+        # frames ahead of the crossing, so the frame that counts seldom waits for them
+        defer = self._deferring()
+        due = {t.id for t in tracks if not defer or t in crossing or near_line(t, line_px)}
         for track in to_classify:
-            self._submit(track, self._crop(frame.image, track.box))
+            crop = self._crop(frame.image, track.box)
+            if track.id in due:
+                self._submit(track, crop)
+            else:
+                track.deferred.append(crop.copy())  # the decoder may reuse the frame's buffer
+        for track in tracks:
+            if track.deferred and track.id in due:
+                for crop in track.deferred:
+                    self._submit(track, crop)
+                track.deferred = []
         last = None
         if crossing:
             last = self._collect(wait=True)
@@ -247,6 +265,11 @@ class StreamProcessor:
                 self._harvest(self.harvester, track, event)
             yield event
         self._tracker.expire(frame.index)
+
+    def _deferring(self) -> bool:
+        """Whether new crops wait for their track to cross (`classify = "at_line"`): not until
+        the drift check has its first verdict, which decides on the prior from then on."""
+        return self.config.classify == "at_line" and (self.drift is None or self.drift.has_verdict)
 
     def _grey(self, frame: Frame, width: int) -> tuple[np.ndarray, float]:
         """The frame shrunk and made grey once for motion detection and camera motion (both

@@ -27,6 +27,7 @@ class Track:
     classified: int = 0  # how many times a crop was classified
     counted: bool = False
     crops: list[np.ndarray] = field(default_factory=list)  # classified crops, when harvesting
+    deferred: list[np.ndarray] = field(default_factory=list)  # crops kept to classify at the line
     side: float | None = None  # sign of the centre relative to the counting line
 
     @property
@@ -86,6 +87,16 @@ def along(
     (x1, y1), (x2, y2) = line
     dx, dy = x2 - x1, y2 - y1
     return ((point[0] - x1) * dx + (point[1] - y1) * dy) / (dx * dx + dy * dy)
+
+
+def near_line(track: Track, line: tuple[tuple[float, float], tuple[float, float]]) -> bool:
+    """Whether the track's centre is closer to the line segment than its box's longer side:
+    a vehicle a few frames from crossing (or passing close by)."""
+    (x1, y1), (x2, y2) = line
+    t = min(1.0, max(0.0, along(line, track.centre)))
+    cx, cy = track.centre
+    distance = float(np.hypot(cx - (x1 + t * (x2 - x1)), cy - (y1 + t * (y2 - y1))))
+    return distance < max(track.box[2], track.box[3])
 
 
 class IouTracker:

@@ -102,6 +102,40 @@ def test_motion_mode_counts_every_crossing(
 
 
 @pytest.mark.slow
+def test_classify_at_line_counts_the_same_and_skips_tracks_that_never_cross(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    # a tall frame: the road (y 52-108) far from its bottom
+    make_traffic_clip(tmp_path / "road.mp4", ["disc", "stripes", "checker"], size=(320, 320))
+    bundle = Bundle.load(exported_bundle)
+
+    def run(classify: str, line: tuple) -> tuple[list[tuple[int, str]], int]:
+        with create_backend(bundle, "onnxruntime") as backend:
+            scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=8)
+            config = StreamConfig(
+                name="road", source="-", classify=classify, line=line, drift={"enabled": False}
+            )
+            processor = StreamProcessor(config, scheduler, bundle.labels)
+            events = [
+                e for f in VideoFileSource(tmp_path / "road.mp4") for e in processor.process(f)
+            ]
+            scheduler.close()
+        counts = [(e["frame"], e["class"]) for e in events if e["kind"] == "count"]
+        return counts, scheduler.stats.images
+
+    across = ((0.5, 0.0), (0.5, 1.0))
+    eager, eager_crops = run("eager", across)
+    at_line, at_line_crops = run("at_line", across)
+    assert len(eager) == 3 and at_line == eager  # same vehicles, same frames, same classes
+    assert 3 <= at_line_crops <= eager_crops
+    # a line no vehicle comes near (far below the road): nothing counted, and at_line
+    # classifies nothing
+    below = ((0.0, 0.9), (1.0, 0.9))
+    assert run("eager", below)[0] == [] and run("eager", below)[1] > 0
+    assert run("at_line", below) == ([], 0)
+
+
+@pytest.mark.slow
 def test_frame_and_roi_modes(exported_bundle: Path, tiny_dataset: Path) -> None:
     bundle = Bundle.load(exported_bundle)
     image = cv2.imread(str(next((tiny_dataset / "stripes").iterdir())))
