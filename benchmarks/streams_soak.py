@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "streams")
@@ -35,6 +36,7 @@ def main() -> None:
         args.bundle,
         args.clip,
         backend=args.backend,
+        precision=args.precision,
         threads=args.threads,
         workers=args.workers,
         seconds=args.seconds,
