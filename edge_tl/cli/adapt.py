@@ -68,6 +68,12 @@ def register(add_command: AddCommand) -> None:
         default=0.3,
         help="share of the head's training samples from the new camera (default: %(default)s)",
     )
+    p.add_argument(
+        "--no-domain-shift",
+        dest="domain_shift",
+        action="store_false",
+        help="do not add the original images moved by the new camera's feature offset",
+    )
     p.add_argument("--overwrite", action="store_true")
     add_json(p)
 
@@ -140,7 +146,12 @@ def _adapt(args: argparse.Namespace) -> int:
 
     if not 0 < args.new_share < 1:
         raise EdgeTLError(f"--new-share {args.new_share}: must be between 0 and 1")
-    options = AdaptOptions(new_share=args.new_share, data_dir=args.data, overwrite=args.overwrite)
+    options = AdaptOptions(
+        new_share=args.new_share,
+        data_dir=args.data,
+        overwrite=args.overwrite,
+        domain_shift=args.domain_shift,
+    )
     report = adapt_bundle(args.bundle, args.labelled, args.out, options)
     if args.json:
         print_json(report.as_dict())

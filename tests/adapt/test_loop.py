@@ -254,3 +254,19 @@ def test_label_page_in_a_real_browser_with_keys_and_a_reload(tmp_path: Path) -> 
     finally:
         browser.quit()
         server.shutdown()
+
+
+def test_camera_offset_is_the_look_not_the_class_mix() -> None:
+    from edge_tl.adapt.retrain import _camera_offset
+
+    rng = np.random.default_rng(0)
+    means = np.array([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])  # two classes apart in feature space
+    original_y = np.repeat([0, 1], 200)
+    original_x = means[original_y] + rng.normal(0, 0.1, (400, 3))
+    look = np.array([0.0, 0.0, 2.0])  # what the new camera adds to every crop
+    new_y = np.array([0] * 45 + [1] * 5)  # its traffic: mostly class 0
+    new_x = means[new_y] + look + rng.normal(0, 0.1, (50, 3))
+    offset = _camera_offset(original_x, original_y, new_x, new_y)
+    assert np.allclose(offset, look, atol=0.1)
+    # a plain mean difference would mix the camera's look with its class mix
+    assert not np.allclose(new_x.mean(axis=0) - original_x.mean(axis=0), look, atol=0.5)
