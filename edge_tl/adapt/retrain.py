@@ -41,7 +41,11 @@ from edge_tl.runtime.drift import score_reference
 from edge_tl.train.features import extract_features
 from edge_tl.train.head import HeadConfig, fit_linear_head
 
-__all__ = ["AdaptOptions", "AdaptReport", "adapt_bundle"]
+__all__ = ["AdaptOptions", "AdaptReport", "adapt_bundle", "FEW_TRACKS"]
+
+# a class with fewer labelled tracks from the camera is warned about: measured on the overhead
+# clip, one bike track among 15 left most of that camera's bikes named car after adapting
+FEW_TRACKS = 3
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class AdaptReport:
     original_val_top1: dict[str, float]  # before, after
     new_camera_track_top1: dict[str, float | None]  # before, after (vote over each track's crops)
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -171,10 +176,13 @@ def adapt_bundle(
             load_prior_state(bundle.artifact_path(ArtifactKind.TORCH)),
         )
         stage.add_artifact(file, ArtifactKind.TORCH, bundle.find(ArtifactKind.TORCH).precision)  # type: ignore[union-attr]
+    report.warnings = _few_tracks(tracks, new.labels, labels)
     report.seconds = {
         "features": round(feature_seconds, 1),
         "total": round(time.perf_counter() - started, 1),
     }
+    for warning in report.warnings:
+        log.warning("%s", warning)
     log.info(
         "adapted %s → %s: original val %.1f%% → %.1f%%, new camera (held-out tracks) %s → %s",
         bundle.path, out, 100 * report.original_val_top1["before"],
@@ -252,6 +260,16 @@ def _camera_offset(
         if (original_y == c).any()
     ]
     return np.mean(offsets, axis=0)
+
+
+def _few_tracks(tracks: np.ndarray, labels: np.ndarray, names: list[str]) -> list[str]:
+    """One line per class the camera has some, but fewer than FEW_TRACKS, labelled tracks of."""
+    return [
+        f"{name}: {count} labelled track{'s' if count > 1 else ''} from this camera; its "
+        f"vehicles there may still be named as other classes: label {FEW_TRACKS} or more"
+        for name, count in _per_class(tracks, labels, names).items()
+        if count < FEW_TRACKS
+    ]
 
 
 def _per_class(tracks: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, int]:

@@ -174,5 +174,7 @@ def _adapt(args: argparse.Namespace) -> int:
             ],
         ],
     )
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     print(f"next: edge-tl export {args.out}")
     return 0

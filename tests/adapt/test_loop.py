@@ -121,16 +121,22 @@ def test_adapt_keeps_classes_holds_out_whole_tracks_and_records_the_run(
         (labelled / label).mkdir(parents=True)
         for i, image in enumerate(sorted((tiny_dataset / label).iterdir())[:8]):
             shutil.copy(image, labelled / label / f"cam__{label}{i // 2}__{i % 2}.png")  # 4 tracks
+    (labelled / "checker").mkdir()
+    for i, image in enumerate(sorted((tiny_dataset / "checker").iterdir())[:4]):  # 2 tracks
+        shutil.copy(image, labelled / "checker" / f"cam__checker{i // 2}__{i % 2}.png")
     out = tmp_path / "adapted"
     result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(out), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["held_out_tracks"] == 2 and report["tracks"] == {"disc": 3, "stripes": 3}
+    assert report["held_out_tracks"] == 3
+    assert report["tracks"] == {"checker": 1, "disc": 3, "stripes": 3}
+    (warning,) = report["warnings"]  # the class with too few tracks from the camera, only
+    assert warning.startswith("checker: 2 labelled tracks from this camera")
     adapted = Bundle.load(out)
     assert adapted.labels == Bundle.load(exported_bundle).labels
     assert adapted.manifest.input == Bundle.load(exported_bundle).manifest.input
     (run,) = adapted.manifest.adaptations
-    assert run.streams == ["cam"] and run.tracks == 6 and run.held_out_tracks == 2
+    assert run.streams == ["cam"] and run.tracks == 7 and run.held_out_tracks == 3
     assert adapted.manifest.reference is not None
 
     (labelled / "airplane").mkdir()
