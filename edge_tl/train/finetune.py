@@ -15,10 +15,13 @@ epoch by DataLoader workers (`ImageDataset`), never all held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,26 @@ def _loader(dataset: ImageDataset, batches: Sequence[Sequence[int]], workers: in
     )
 
 
+@contextlib.contextmanager
+def _sigchld_restored() -> Iterator[None]:
+    """Leave SIGCHLD as it was. torch's DataLoader installs a SIGCHLD handler for its worker
+    processes once and keeps it for the life of the process; in a process that went on to
+    serve (the test suite: a daemon, then a subprocess ending) the kernel failed to deliver
+    that handler on the main thread and killed the process with SIGSEGV (si_code SI_KERNEL).
+    torch is told to install it again for its next loader."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGCHLD)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL if previous is None else previous)
+        from torch.utils.data._utils import signal_handling
+
+        signal_handling._SIGCHLD_handler_set = False
+
+
 def _quiet_worker(_: int) -> None:
     import cv2
 
@@ -136,6 +159,7 @@ def trainable_parameters(model: Any, blocks: int | None) -> tuple[list[Any], lis
     return head, backbone, frozen
 
 
+@_sigchld_restored()
 def finetune(
     model: Any,
     spec: InputSpec,
@@ -352,6 +376,7 @@ def train_one_epoch(
     return total / max(seen, 1)
 
 
+@_sigchld_restored()
 def model_logits(
     model: Any,
     spec: InputSpec,

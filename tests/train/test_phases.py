@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ def test_finetune_changes_top_blocks_and_head_only(data: tuple[list[Path], np.nd
     spec = get_spec("efficientnet_lite0").input_spec(64)
     images = paths  # fine-tuning decodes the files itself, per epoch
     before = _snapshot(model)
+    sigchld = signal.getsignal(signal.SIGCHLD)
     history = finetune(
         model,
         spec,
@@ -63,6 +65,9 @@ def test_finetune_changes_top_blocks_and_head_only(data: tuple[list[Path], np.nd
         FinetuneConfig(epochs=1, blocks=2, batch_size=12),
     )
     assert len(history) == 1 and history[0]["loss"] > 0
+    # torch's DataLoader handler for its workers is not left behind (a later subprocess's
+    # exit crashed the test process with it: SIGSEGV, SI_KERNEL)
+    assert signal.getsignal(signal.SIGCHLD) == sigchld
     changed = _changed(before, model)
     assert {k.split(".")[0] for k in changed} == {"blocks", "conv_head", "bn2", "classifier"}
     assert {k.split(".")[1] for k in changed if k.startswith("blocks.")} == {
