@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge_tl import __version__
 from edge_tl.errors import BundleError, validation_message
+from edge_tl.files import write_atomic
 from edge_tl.records import (
     AdaptationInfo,
     EngineInfo,
@@ -465,9 +466,7 @@ def _read_manifest(file: Path) -> Manifest:
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
     text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
-    tmp = directory / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, directory / MANIFEST_NAME)
+    write_atomic(directory / MANIFEST_NAME, text)
 
 
 def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

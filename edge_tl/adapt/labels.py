@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_tl.errors import DataError, validation_message
+from edge_tl.files import write_atomic
 from edge_tl.runtime.harvest import TRACKS_FILE
 
 __all__ = [
@@ -92,12 +92,7 @@ def write_labels(path: Path, labels: Mapping[str, str]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "class"])
     writer.writerows(sorted(labels.items()))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(buffer.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
 
 
 def export_labelled(

@@ -20,6 +20,7 @@ from typing import Any
 from edge_tl._malloc import tune_malloc
 from edge_tl.bundle import ArtifactKind, Bundle, Precision, stage_bundle
 from edge_tl.errors import EngineBuildError
+from edge_tl.files import write_atomic
 from edge_tl.records import EngineInfo, InputProfile
 from edge_tl.runtime.trt_flavour import import_tensorrt, make_logger
 
@@ -282,9 +283,7 @@ def _load_timing_cache(config: Any, path: Path | None) -> Any:
 
 
 def _save_timing_cache(config: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    tmp.replace(path)
+    write_atomic(path, bytes(memoryview(config.get_timing_cache().serialize())))
 
 
 def _parser_errors(parser: Any) -> str:

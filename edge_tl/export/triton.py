@@ -32,6 +32,7 @@ from typing import Literal
 
 from edge_tl.bundle import MANIFEST_NAME, ArtifactKind, Bundle, Precision
 from edge_tl.errors import ExportError
+from edge_tl.files import write_atomic
 
 __all__ = ["TritonOptions", "export_triton", "model_config", "PYTHON_MODEL"]
 
@@ -248,15 +249,9 @@ def _write_version(
     labels = bundle.labels + (
         [f"prior:{label}" for label in bundle.labels] if bundle.manifest.prior is not None else []
     )
-    _atomic_write(model_dir / "labels.txt", "\n".join(labels) + "\n")
-    _atomic_write(model_dir / "config.pbtxt", config)
+    write_atomic(model_dir / "labels.txt", "\n".join(labels) + "\n")
+    write_atomic(model_dir / "config.pbtxt", config)
     return version_dir
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def _model_name(text: str) -> str:
