@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from edge_tl.adapt.labels import DISCARD, LABELS_FILE, load_tracks, read_labels, write_labels
+from edge_tl.adapt.labels import (
+    DISCARD,
+    FEW_TRACKS,
+    LABELS_FILE,
+    load_tracks,
+    read_labels,
+    write_labels,
+)
 
 __all__ = ["LabelServer"]
 
@@ -65,6 +72,7 @@ class LabelServer:
     def state(self) -> dict[str, Any]:
         return {
             "classes": self.classes,
+            "few_tracks": FEW_TRACKS,
             "tracks": [
                 {
                     "id": t.id,
@@ -144,12 +152,14 @@ body { font-family: sans-serif; margin: 1.5em; background: #111; color: #eee; }
 #keys span { display: inline-block; margin: 0 1em 0.5em 0; padding: 0.2em 0.5em; border: 1px solid #666; }
 #keys span.chosen { background: #2a6; }
 #status { color: #aaa; margin: 0.5em 0; }
+#tally span { margin-right: 1em; } #tally span.few { color: #e94; }
 </style></head>
 <body>
 <h2 id="title">loading…</h2>
 <div id="status"></div>
 <div id="strip"></div>
 <div id="keys"></div>
+<div id="tally"></div>
 <p>Keys: <b>1-9</b> pick a class and go on, <b>x</b> discard, <b>←/→</b> previous/next.
 Every key is saved to labels.csv at once.</p>
 <script>
@@ -173,6 +183,12 @@ function show() {
   document.getElementById("keys").innerHTML = state.classes.map((c, i) =>
     `<span class="${t.label === c ? "chosen" : ""}">${i + 1} ${c}</span>`).join("") +
     `<span class="${t.label === "x" ? "chosen" : ""}">x discard</span>`;
+  // tracks labelled per class: a class with few of them will not be learnt for this camera
+  document.getElementById("tally").innerHTML = "labelled: " + state.classes.map(c => {
+    const n = tracks.filter(x => x.label === c).length, few = n > 0 && n < state.few_tracks;
+    return `<span class="${few ? "few" : ""}" data-class="${c}">${c} ${n}` +
+      (few ? ` (label ${state.few_tracks}+ for adapt to learn it)` : "") + "</span>";
+  }).join("");
   document.body.dataset.track = t.id;
   document.body.dataset.label = t.label || "";
 }

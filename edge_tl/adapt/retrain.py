@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edge_tl._deps import require
-from edge_tl.adapt.labels import track_of
+from edge_tl.adapt.labels import FEW_TRACKS, track_of
 from edge_tl.bundle import ArtifactKind, Bundle, check_bundle_target, stage_bundle
 from edge_tl.data.folder import scan_dataset, scan_image_folder
 from edge_tl.errors import DataError
@@ -41,11 +41,7 @@ from edge_tl.runtime.drift import score_reference
 from edge_tl.train.features import extract_features
 from edge_tl.train.head import HeadConfig, fit_linear_head
 
-__all__ = ["AdaptOptions", "AdaptReport", "adapt_bundle", "FEW_TRACKS"]
-
-# a class with fewer labelled tracks from the camera is warned about: measured on the overhead
-# clip, one bike track among 15 left most of that camera's bikes named car after adapting
-FEW_TRACKS = 3
+__all__ = ["AdaptOptions", "AdaptReport", "adapt_bundle"]
 
 log = logging.getLogger(__name__)
 

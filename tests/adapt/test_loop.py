@@ -257,6 +257,13 @@ def test_label_page_in_a_real_browser_with_keys_and_a_reload(tmp_path: Path) -> 
         body.send_keys("1")  # changed my mind: a car
         saved(1)
         assert read_labels(tmp_path / LABELS_FILE) == {"gate/2": "bike", "gate/3": "car"}
+        # the tally under the keys: one track each so far, flagged as too few to learn from
+        tally = {
+            span.get_attribute("data-class"): (span.text, span.get_attribute("class"))
+            for span in browser.find_elements(By.CSS_SELECTOR, "#tally span")
+        }
+        assert tally["car"][0].startswith("car 1") and tally["car"][1] == "few"
+        assert tally["bike"][0].startswith("bike 1") and tally["bike"][1] == "few"
     finally:
         browser.quit()
         server.shutdown()
