@@ -5,7 +5,8 @@ no longer serialises every camera's decoding, motion detection and tracking in o
 The parent owns what must be one per box: the sinks (JSON Lines, counts, MQTT), Prometheus
 /metrics and /healthz, reload. Workers send it their events and, every second, their health;
 a worker that dies is started again (counted in `edge_tl_worker_restarts_total` and /healthz)
-while the others keep running. SIGTERM stops the workers first (each flushes its own
+while the others keep running; a parent that dies (SIGKILL, the OOM killer) takes its workers
+with it within a second or two, instead of leaving them decoding with nobody to read them. SIGTERM stops the workers first (each flushes its own
 annotated videos and harvests), then the parent drains the last events into the sinks.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -48,12 +50,20 @@ def _worker_main(config: ServeConfig, index: int, out: Any, control: Any) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     daemon = Daemon(config, extra_sinks=[_QueueSink(out)])
     signal.signal(signal.SIGTERM, daemon.stop)
+    parent = os.getppid()
 
     def listen() -> None:
         while True:
             try:
                 command = control.get(timeout=_HEALTH_INTERVAL_S)
             except queue.Empty:
+                # found by an orphaned pair of workers that kept two cores busy for 90 min
+                # after their parent was SIGKILLed: no signal reaches a worker then
+                if os.getppid() != parent:
+                    log.error("worker %d: the daemon's main process is gone; stopping", index)
+                    out.cancel_join_thread()  # nobody reads the queue: exit without flushing
+                    daemon.stop()
+                    return
                 out.put(("health", index, _report(daemon)))
                 continue
             if command == "stop":

@@ -65,6 +65,22 @@ def test_an_unsure_camera_fires_once_with_a_reason_then_clears(reference) -> Non
     assert [s.drifting for s in changes] == [True, False] and changes[1].reason == ""
 
 
+def test_status_follows_every_observation(reference) -> None:  # type: ignore[no-untyped-def]
+    """Streams ask for the status every frame; it is kept between observations, never stale."""
+    monitor = DriftMonitor(reference, LABELS, DriftConfig(window=40, min_samples=10))
+    fresh = DriftMonitor(reference, LABELS, DriftConfig(window=40, min_samples=10))
+    rng = np.random.default_rng(5)
+    stream = np.concatenate([_scores(rng, 60, 4.0), _scores(rng, 60, 0.3)])
+    for scores in stream:
+        before = monitor.status()
+        monitor.observe(scores)
+        fresh._scores.append(np.asarray(scores, dtype=np.float64))
+        assert monitor.status() == fresh._compute()
+        assert monitor.status() is monitor.status()  # asked twice, computed once
+        assert monitor.status().samples == min(before.samples + 1, 40)
+    assert monitor.status().drifting
+
+
 def test_more_confident_than_validation_is_not_drift(reference) -> None:  # type: ignore[no-untyped-def]
     monitor = DriftMonitor(reference, LABELS)
     for scores in _scores(np.random.default_rng(3), 100, 9.0):

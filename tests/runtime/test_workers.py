@@ -103,3 +103,35 @@ def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path
     # the surviving worker's streams: every processed frame's event reached the parent's sink
     for name in ("cam0", "cam2"):
         assert written[name] == final["streams"][name]["frames"], name
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its reaper has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_workers_stop_when_the_parent_is_killed(exported_bundle: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"])
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_tl.cli", "serve", str(_config(tmp_path, exported_bundle, clip, port)), "--json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        assert _wait(lambda: all(s["frames"] > 0 for s in _health(port)["streams"].values()))
+        workers = [w["pid"] for w in _health(port)["workers"]]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+        process.kill()  # SIGKILL: no handler runs in the parent, no signal reaches the workers
+        process.wait(timeout=10)
+        assert _wait(lambda: not any(_running(pid) for pid in workers), timeout=30)
+    finally:
+        process.kill()
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
