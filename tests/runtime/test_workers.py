@@ -50,14 +50,19 @@ def _wait(condition, timeout: float = 60) -> bool:  # type: ignore[no-untyped-de
     return False
 
 
-def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path) -> None:
+def _serve(tmp_path: Path, bundle: Path, port: int, output: int) -> subprocess.Popen:
+    """`edge-tl serve` with 2 workers on 4 looped cameras of a generated clip."""
     clip = tmp_path / "road.mp4"
     make_traffic_clip(clip, ["disc", "stripes"])
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge_tl.cli", "serve", str(_config(tmp_path, exported_bundle, clip, port)), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_tl.cli", "serve", str(_config(tmp_path, bundle, clip, port)), "--json"],
+        stdout=output, stderr=output, text=True, cwd=REPO,
     )  # fmt: skip
+
+
+def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path) -> None:
+    port = free_port()
+    process = _serve(tmp_path, exported_bundle, port, subprocess.PIPE)
     try:
         assert _wait(lambda: all(s["frames"] > 0 for s in _health(port)["streams"].values()))
         health = _health(port)
@@ -115,13 +120,8 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
 def test_workers_stop_when_the_parent_is_killed(exported_bundle: Path, tmp_path: Path) -> None:
-    clip = tmp_path / "road.mp4"
-    make_traffic_clip(clip, ["disc", "stripes"])
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge_tl.cli", "serve", str(_config(tmp_path, exported_bundle, clip, port)), "--json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
+    process = _serve(tmp_path, exported_bundle, port, subprocess.DEVNULL)
     workers: list[int] = []
     try:
         assert _wait(lambda: all(s["frames"] > 0 for s in _health(port)["streams"].values()))
