@@ -6,8 +6,9 @@ The parent owns what must be one per box: the sinks (JSON Lines, counts, MQTT), 
 /metrics and /healthz, reload. Workers send it their events and, every second, their health;
 a worker that dies is started again (counted in `edge_tl_worker_restarts_total` and /healthz)
 while the others keep running; a parent that dies (SIGKILL, the OOM killer) takes its workers
-with it within a second or two, instead of leaving them decoding with nobody to read them. SIGTERM stops the workers first (each flushes its own
-annotated videos and harvests), then the parent drains the last events into the sinks.
+with it within a second or two, instead of leaving them decoding with nobody to read them.
+SIGTERM stops the workers first (each flushes its own annotated videos and harvests), then the
+parent drains the last events into the sinks.
 """
 
 from __future__ import annotations
@@ -57,8 +58,7 @@ def _worker_main(config: ServeConfig, index: int, out: Any, control: Any) -> Non
             try:
                 command = control.get(timeout=_HEALTH_INTERVAL_S)
             except queue.Empty:
-                # found by an orphaned pair of workers that kept two cores busy for 90 min
-                # after their parent was SIGKILLed: no signal reaches a worker then
+                # a SIGKILLed parent sends no signal: orphans would decode on for nobody
                 if os.getppid() != parent:
                     log.error("worker %d: the daemon's main process is gone; stopping", index)
                     out.cancel_join_thread()  # nobody reads the queue: exit without flushing
