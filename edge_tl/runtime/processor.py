@@ -303,15 +303,24 @@ class StreamProcessor:
         event["harvest_id"] = harvester.save(track.id, track.crops, record)
         track.crops = []
 
-    def _prior_active(self) -> bool:
-        mode = self.config.prior
-        return mode == "always" or (
-            mode == "auto" and self.drift is not None and self.drift.drifting
-        )
+    def _prior_active(self, scores: np.ndarray | None = None) -> bool:
+        """Whether the prior is fused: always, never, or (`auto`) while the stream drifts.
+        Until the drift check has its first verdict, `scores` (a track's or a frame's) is
+        judged on its own: below the validation 10th-percentile confidence, the head is
+        unsure as it is on unseen cameras. Otherwise the class of the first vehicles would
+        hang on whether the verdict lands a frame before or after they cross (measured:
+        highway, two cars at frames 126 and 128 named car or minibus by a change of ±1 grey
+        level that moved the verdict from frame 126 to 145)."""
+        mode, drift = self.config.prior, self.drift
+        if mode != "auto" or drift is None:
+            return mode == "always"
+        if drift.has_verdict:
+            return drift.drifting
+        return scores is not None and float(scores.max()) < drift.reference.low_confidence
 
     def _final(self, scores: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
         """The head's scores, fused with the ImageNet prior when it is active."""
-        if prior is None or not self._prior_active():
+        if prior is None or not self._prior_active(scores):
             return scores
         return fuse(scores, prior, self.config.prior_weight)
 

@@ -118,3 +118,27 @@ def test_training_stores_the_reference(exported_bundle: Path) -> None:
     reference = Bundle.load(exported_bundle).manifest.reference
     assert reference is not None and reference.images >= 1
     assert set(reference.class_mix) == set(Bundle.load(exported_bundle).labels)
+
+
+def test_before_the_first_verdict_an_unsure_track_gets_the_prior(reference) -> None:  # type: ignore[no-untyped-def]
+    """`prior = "auto"`: until the drift check can tell, a track is judged by its own
+    confidence; from the verdict on, the stream's verdict decides for every track."""
+    from edge_tl.runtime.config import StreamConfig
+    from edge_tl.runtime.processor import StreamProcessor
+
+    config = StreamConfig(name="cam", source="x.mp4", mode="motion")
+    processor = StreamProcessor(config, None, LABELS, reference=reference)  # type: ignore[arg-type]
+    prior = np.array([0.1, 0.8, 0.1])
+    unsure = np.array([0.45, 0.35, 0.2])
+    sure = np.array([0.96, 0.02, 0.02])
+    assert unsure.max() < reference.low_confidence < sure.max()
+    assert processor._final(unsure, prior).argmax() == 1  # fused: the prior's car wins
+    np.testing.assert_array_equal(processor._final(sure, prior), sure)
+    for scores in _scores(np.random.default_rng(1), 40, 4.0):  # a familiar camera's verdict
+        processor.drift.observe(scores)  # type: ignore[union-attr]
+    assert processor.drift.changed() is None and processor.drift.has_verdict  # type: ignore[union-attr]
+    np.testing.assert_array_equal(processor._final(unsure, prior), unsure)
+    for scores in _scores(np.random.default_rng(2), 100, 0.3):  # an unseen camera's
+        processor.drift.observe(scores)  # type: ignore[union-attr]
+    assert processor.drift.changed() is not None  # type: ignore[union-attr]
+    assert processor._final(sure, prior).argmax() == 0 and processor._final(sure, prior)[0] < 0.96
