@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MotionConfig", "MotionDetector", "Box", "small_grey"]
+__all__ = ["MotionConfig", "MotionDetector", "Box", "small_grey", "shrink"]
 
 Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
 
@@ -76,7 +76,24 @@ def small_grey(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
     what motion detection and camera-motion estimation both work on (cost grows with pixels)."""
     height, full_width = frame.shape[:2]
     scale = min(1.0, width / full_width)
-    small = cv2.resize(
-        frame, (round(full_width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-    )
+    small = shrink(frame, (round(full_width * scale), round(height * scale)))
     return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), scale
+
+
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` averaged down to `size` (width, height) as INTER_AREA does, halving first while
+    the rest stays a whole factor: OpenCV's 2x area path is vectorised, its other factors are
+    not (a 720p luma plane to 320 px: 0.34 ms in one step, 0.09 ms in two halvings, the same
+    pixels within one grey level of rounding). Fractional factors go in one step, as before:
+    OpenCV's fractional area resize of a halved image is not the area average of the original."""
+    width, height = size
+    halved = False
+    while image.shape[1] % (2 * width) == 0 and image.shape[0] % (2 * height) == 0:
+        image = cv2.resize(
+            image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA
+        )
+        halved = True
+    if halved and (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    # also when no shrinking is needed: a new array, never a view of the caller's frame
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_tl.runtime.motion import small_grey
+from edge_tl.runtime.motion import shrink, small_grey
 
 __all__ = ["PyAVCapture", "YuvPicture", "pyav_available"]
 
@@ -58,16 +58,14 @@ class YuvPicture:
 
     def small_grey(self, width: int) -> tuple[np.ndarray, float]:
         """`motion.small_grey` of this frame, made from the luma plane without any BGR:
-        shrunk with INTER_AREA and, for limited-range video, stretched to full range."""
+        shrunk as INTER_AREA does and, for limited-range video, stretched to full range."""
         if self._frame.format.name not in _LUMA_FIRST:
             return small_grey(self.bgr(), width)
         plane = self._frame.planes[0]
         luma = np.frombuffer(plane, np.uint8).reshape(self.height, plane.line_size)
         scale = min(1.0, width / self.width)
-        small = cv2.resize(
-            luma[:, : self.width],
-            (round(self.width * scale), round(self.height * scale)),
-            interpolation=cv2.INTER_AREA,
+        small = shrink(
+            luma[:, : self.width], (round(self.width * scale), round(self.height * scale))
         )
         full_range = self._frame.format.name.startswith("yuvj") or self._frame.color_range == 2
         return (small if full_range else cv2.LUT(small, _LIMITED_TO_FULL)), scale

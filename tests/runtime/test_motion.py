@@ -1,0 +1,32 @@
+"""The grey downscale motion detection runs on."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_tl.runtime.motion import shrink
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((720, 1280), (320, 180)), ((1080, 1920), (320, 180)), ((480, 854), (320, 180)),
+     ((360, 640), (320, 180)), ((720, 1280, 3), (320, 180)), ((100, 120), (320, 180))],
+)  # fmt: skip
+def test_shrink_is_area_averaging(shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    """Halving first (OpenCV's fast path) gives INTER_AREA's image within rounding."""
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 3)
+    image = cv2.add(smooth, rng.integers(0, 40, shape, dtype=np.uint8))  # texture + noise
+    width, height = size if shape[1] >= size[0] else (shape[1], shape[0])
+    expected = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    got = shrink(image, (width, height))
+    assert got.shape == expected.shape and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_shrink_never_returns_the_callers_array() -> None:
+    image = np.zeros((180, 320), np.uint8)
+    small = shrink(image, (320, 180))
+    assert small.shape == image.shape and not np.shares_memory(small, image)
