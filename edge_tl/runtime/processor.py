@@ -227,7 +227,7 @@ class StreamProcessor:
         defer = self._deferring()
         due = {t.id for t in tracks if not defer or t in crossing or near_line(t, line_px)}
         for track in to_classify:
-            crop = self._crop(frame.image, track.box)
+            crop = self._crop(frame, track.box)
             if track.id in due:
                 self._submit(track, crop)
             else:
@@ -335,13 +335,13 @@ class StreamProcessor:
         self._counted.append((frame_index, track.box))
         return False
 
-    def _crop(self, image: np.ndarray, box: Box) -> np.ndarray:
+    def _crop(self, frame: Frame, box: Box) -> np.ndarray:
         x, y, w, h = box
         pad_x, pad_y = round(w * self.config.crop_padding), round(h * self.config.crop_padding)
-        height, width = image.shape[:2]
+        height, width = frame.shape
         x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
         x1, y1 = min(width, x + w + pad_x), min(height, y + h + pad_y)
-        return image[y0:y1, x0:x1]
+        return frame.crop(x0, y0, x1, y1)
 
     def _event(
         self,

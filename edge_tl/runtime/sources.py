@@ -59,6 +59,8 @@ class Picture(Protocol):
 
     def bgr(self) -> np.ndarray: ...
 
+    def bgr_region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray: ...
+
     def small_grey(self, width: int) -> tuple[np.ndarray, float]: ...
 
 
@@ -74,6 +76,12 @@ class Frame:
     def image(self) -> np.ndarray:
         """HxWx3 uint8 BGR (made on first use from a `Picture`)."""
         return self.pixels if isinstance(self.pixels, np.ndarray) else self.pixels.bgr()
+
+    def crop(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """`image[y0:y1, x0:x1]`, converting only that region when the frame is still YUV."""
+        if isinstance(self.pixels, np.ndarray):
+            return self.pixels[y0:y1, x0:x1]
+        return self.pixels.bgr_region(x0, y0, x1, y1)
 
     @property
     def shape(self) -> tuple[int, int]:

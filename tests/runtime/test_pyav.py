@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,6 +36,24 @@ def test_pyav_gives_opencvs_frames_and_a_matching_grey(clip: Path) -> None:
         # limited-range luma stretched like OpenCV's BGR → grey: a level or two apart
         assert np.abs(grey_a.astype(int) - grey_b).mean() < 3
         assert np.array_equal(a.image, b.image)  # the same swscale conversion
+
+
+def test_a_crop_is_converted_alone_to_the_whole_frames_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "colours.mp4"
+    rng = np.random.default_rng(3)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 176))
+    for _ in range(4):  # coloured blocks: a crop off by a chroma sample would show
+        blocks = rng.integers(0, 256, (22, 40, 3), dtype=np.uint8)
+        writer.write(cv2.resize(blocks, (320, 176), interpolation=cv2.INTER_NEAREST))
+    writer.release()
+    boxes = [(0, 0, 9, 7), (31, 17, 80, 61), (317, 171, 320, 176), (40, 20, 300, 160)]
+    for frame in VideoFileSource(path, decoder="pyav"):
+        picture = frame.pixels
+        crops = [frame.crop(*box) for box in boxes[:2]]
+        assert picture._bgr is None  # two small crops: the rest of the frame stays YUV
+        crops += [frame.crop(*box) for box in boxes[2:]]  # the last, past a quarter: made whole
+        for (x0, y0, x1, y1), crop in zip(boxes, crops, strict=True):
+            assert np.array_equal(crop, frame.image[y0:y1, x0:x1])
 
 
 def test_pyav_loop_and_stride(clip: Path) -> None:

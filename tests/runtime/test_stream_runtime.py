@@ -73,10 +73,15 @@ def test_motion_mode_counts_every_crossing(
         pytest.importorskip("av", reason="PyAV (the [video] extra) is not installed")
         from edge_tl.runtime.pyav_capture import YuvPicture
 
-        converted = []  # frames made BGR: only those whose crops were classified
-        to_bgr = YuvPicture.bgr
+        converted = []  # frames made BGR, whole or a region: only those with crops classified
+        to_bgr, to_region = YuvPicture.bgr, YuvPicture.bgr_region
         monkeypatch.setattr(
             YuvPicture, "bgr", lambda self: converted.append(id(self)) or to_bgr(self)
+        )
+        monkeypatch.setattr(
+            YuvPicture,
+            "bgr_region",
+            lambda self, *box: converted.append(id(self)) or to_region(self, *box),
         )
     truth = make_traffic_clip(
         tmp_path / "road.mp4", ["disc", "stripes", "checker", "disc", "stripes"]
