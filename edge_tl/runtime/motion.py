@@ -26,6 +26,10 @@ class MotionConfig(BaseModel):
     history: int = Field(default=300, ge=1)
     warmup_frames: int = Field(default=10, ge=0)  # frames to learn the background first
     threshold: float = Field(default=16.0, gt=0)  # MOG2 varThreshold / KNN dist2Threshold scale
+    # Gaussians per pixel in MOG2 (OpenCV's default is 5). Measured on both shared clips with
+    # everything else equal, 3 against 5: highway F1 0.952 both, class accuracy 0.90 -> 1.00;
+    # overhead F1 0.839 -> 0.874, class 0.72 -> 0.75, spurious counts 8 -> 3; MOG2 10-20 % cheaper
+    mixtures: int = Field(default=3, ge=1, le=8)
 
 
 class MotionDetector:
@@ -66,9 +70,11 @@ class MotionDetector:
 def _subtractor(config: MotionConfig) -> cv2.BackgroundSubtractor:
     if config.method == "knn":
         return cv2.createBackgroundSubtractorKNN(history=config.history, detectShadows=False)
-    return cv2.createBackgroundSubtractorMOG2(
+    subtractor = cv2.createBackgroundSubtractorMOG2(
         history=config.history, varThreshold=config.threshold, detectShadows=False
     )
+    subtractor.setNMixtures(config.mixtures)
+    return subtractor
 
 
 def small_grey(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_tl.runtime.motion import shrink
+from edge_tl.runtime.motion import MotionConfig, MotionDetector, shrink
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,11 @@ def test_shrink_never_returns_the_callers_array() -> None:
     image = np.zeros((180, 320), np.uint8)
     small = shrink(image, (320, 180))
     assert small.shape == image.shape and not np.shares_memory(small, image)
+
+
+@pytest.mark.parametrize("mixtures", [3, 5])
+def test_mixtures_reach_the_background_model_and_survive_a_reset(mixtures: int) -> None:
+    detector = MotionDetector(MotionConfig(mixtures=mixtures))
+    assert detector._subtractor.getNMixtures() == mixtures
+    detector.reset()  # a camera that moved: the new model is made the same way
+    assert detector._subtractor.getNMixtures() == mixtures
