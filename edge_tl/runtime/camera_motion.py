@@ -23,6 +23,11 @@ __all__ = ["CameraMotionConfig", "CameraMotion", "GlobalMotion"]
 
 STILL_PX = 0.5  # a tracked corner that moved less than this (at `width`) did not move
 STILL_SHARE = 0.1  # this share of still corners means the camera is still
+MAX_CORNERS = 100
+# corners found once are followed from estimate to estimate (where LK found them again) and
+# found afresh when fewer than half are left or after this many estimates: finding them cost
+# as much as tracking them
+REFRESH_ESTIMATES = 8
 
 
 class CameraMotionConfig(BaseModel):
@@ -59,6 +64,8 @@ class CameraMotion:
     def __init__(self, config: CameraMotionConfig | None = None) -> None:
         self.config = config or CameraMotionConfig()
         self._previous: np.ndarray | None = None
+        self._corners: np.ndarray | None = None  # the previous frame's, tracked into it
+        self._corners_age = 0  # estimates since the corners were last found
         self._recent: deque[float] = deque(maxlen=self.config.window)
         self._moving = False
         self._still = 0
@@ -80,13 +87,10 @@ class CameraMotion:
         self._frames += 1
         if self._previous is not None and (self._frames - 1) % every:
             return replace(self._last, started=False, settled=False)
-        shift = (
-            0.0
-            if self._previous is None
-            else _background_shift(
-                self._previous, grey, _mask(grey.shape, vehicles, scale), frames=every
-            )
-        )
+        shift = 0.0
+        if self._previous is not None:
+            corners = self._corners_of_previous(_mask(grey.shape, vehicles, scale))
+            shift, self._corners = _background_shift(self._previous, grey, corners, frames=every)
         self._previous = grey
         self._recent.append(shift)
         smoothed = float(np.median(self._recent))
@@ -106,6 +110,28 @@ class CameraMotion:
         )
         return self._last
 
+    def _corners_of_previous(self, mask: np.ndarray | None) -> np.ndarray | None:
+        """Corners of the previous frame to track: those followed into it by the last estimate
+        (outside the blobs), else new ones."""
+        corners = self._corners
+        if corners is not None and mask is not None:
+            x, y = np.round(corners.reshape(-1, 2)).astype(int).T
+            inside = (x >= 0) & (y >= 0) & (x < mask.shape[1]) & (y < mask.shape[0])
+            corners = corners[inside]
+            corners = corners[mask[y[inside], x[inside]] > 0]
+        if (
+            corners is not None
+            and len(corners) >= MAX_CORNERS // 2
+            and self._corners_age < REFRESH_ESTIMATES
+        ):
+            self._corners_age += 1
+            return corners
+        self._corners_age = 0
+        assert self._previous is not None
+        return cv2.goodFeaturesToTrack(
+            self._previous, maxCorners=MAX_CORNERS, qualityLevel=0.01, minDistance=8, mask=mask
+        )
+
 
 def _mask(shape: tuple[int, ...], boxes: Sequence[Box], scale: float) -> np.ndarray | None:
     """Where corners may be taken: outside every box; None (anywhere) when the boxes cover
@@ -120,26 +146,24 @@ def _mask(shape: tuple[int, ...], boxes: Sequence[Box], scale: float) -> np.ndar
 
 
 def _background_shift(
-    previous: np.ndarray, current: np.ndarray, mask: np.ndarray | None = None, frames: int = 1
-) -> float:
-    """Median displacement per frame of tracked corners between two frames `frames` apart
-    (still means under STILL_PX per frame there too), or 0 when a share of them
-    stood still: a still camera always shows some still background, while traffic can fill
-    most of a close view and move most corners (measured: 16-20 % still corners under a bus
-    in the overhead clip's close view, 0-1 % during its zooms). Also 0 when there is too
-    little texture to tell (a blank frame is not a moving camera)."""
-    points = cv2.goodFeaturesToTrack(
-        previous, maxCorners=100, qualityLevel=0.01, minDistance=8, mask=mask
-    )
+    previous: np.ndarray, current: np.ndarray, points: np.ndarray | None, frames: int = 1
+) -> tuple[float, np.ndarray | None]:
+    """Median displacement per frame of `points` (corners of `previous`) tracked into
+    `current`, `frames` later (still means under STILL_PX per frame there too), or 0 when a
+    share of them stood still: a still camera always shows some still background, while
+    traffic can fill most of a close view and move most corners (measured: 16-20 % still
+    corners under a bus in the overhead clip's close view, 0-1 % during its zooms). Also 0
+    when there is too little texture to tell (a blank frame is not a moving camera). Returns
+    the shift and where the points were found in `current`."""
     if points is None or len(points) < 8:
-        return 0.0
+        return 0.0, None
     moved, status, _ = cv2.calcOpticalFlowPyrLK(
         previous, current, points, None, winSize=(15, 15), maxLevel=2
     )
     found = status.ravel() == 1
     if found.sum() < 8:
-        return 0.0
+        return 0.0, None
     flow = np.hypot(*(moved[found] - points[found]).reshape(-1, 2).T)
     if float((flow < STILL_PX * frames).mean()) >= STILL_SHARE:
-        return 0.0
-    return float(np.median(flow)) / frames
+        return 0.0, moved[found]
+    return float(np.median(flow)) / frames, moved[found]

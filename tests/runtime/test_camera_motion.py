@@ -11,7 +11,7 @@ import pytest
 
 from edge_tl.data.sample import sample_dataset_dir
 from edge_tl.images import find_images, load_image
-from edge_tl.runtime.camera_motion import CameraMotion, CameraMotionConfig
+from edge_tl.runtime.camera_motion import REFRESH_ESTIMATES, CameraMotion, CameraMotionConfig
 from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.events import camera_event
 from edge_tl.runtime.processor import StreamProcessor
@@ -48,6 +48,24 @@ def test_a_pan_is_detected_once_and_settles(every: int) -> None:
     assert moving[-1] < len(positions) - 1 and camera.movements == 1
     # 8 px per frame at 640 px is 4 px at the 320 px the estimate runs at
     assert 3.0 < max(s.shift_px for s in states) < 5.0  # per frame, whatever `every` is
+
+
+def test_corners_are_followed_between_estimates_and_found_afresh_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scene = _scene()
+    searches = []
+    find = cv2.goodFeaturesToTrack
+    monkeypatch.setattr(
+        cv2, "goodFeaturesToTrack", lambda *a, **k: searches.append(1) or find(*a, **k)
+    )
+    camera = CameraMotion(CameraMotionConfig(every=1))
+    positions = [0] * 10 + list(range(0, 120, 6))  # still, then a pan of 6 px per frame
+    shifts = [camera.update(_view(scene, x)).shift_px for x in positions]
+    estimates = len(positions) - 1
+    # one search, then REFRESH_ESTIMATES estimates on the corners followed from it
+    assert len(searches) == -(-estimates // (REFRESH_ESTIMATES + 1)) < estimates / 4
+    assert shifts[-1] == pytest.approx(3.0, abs=0.3)  # 6 px at 640 is 3 px at 320
 
 
 def test_traffic_over_a_still_view_is_not_camera_motion() -> None:
