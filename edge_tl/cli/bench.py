@@ -100,6 +100,12 @@ def register(add_command: AddCommand) -> None:
         choices=["auto", "opencv", "pyav"],
         help="as the streams' `decoder` (default: %(default)s: PyAV when installed)",
     )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="read the copies as cameras are: newest frame only, a camera behind skips frames "
+        "(default: every frame, a backlog shows as latency)",
+    )
     p.add_argument("--max", dest="max_cameras", type=positive_int, default=32)
     p.add_argument(
         "--seconds",
@@ -199,6 +205,7 @@ def _bench_streams(args: argparse.Namespace) -> int:
         threads=args.threads,
         workers=args.workers,
         decoder=args.decoder,
+        live=args.live,
         max_cameras=args.max_cameras,
         seconds=args.seconds,
         warmup_s=args.warmup,

@@ -4,7 +4,9 @@ pipelines, image folders.
 Files are read frame by frame (deterministic, nothing dropped) unless `realtime`. Live sources
 run one reader thread each that keeps only the newest frame, so latency never grows with time;
 a source that fails or ends reconnects with exponential backoff and jitter, and reports its
-state (connecting, live, stalled, reconnecting, stopped).
+state (connecting, live, stalled, reconnecting, stopped). A file can stand in for a camera
+(`live`): looped, paced at its frame rate and read the way a camera is, so a consumer that
+falls behind skips frames instead of working through a backlog.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import cv2
 import numpy as np
@@ -330,16 +333,19 @@ class LiveSource:
         stall_timeout_s: float = 5.0,
         max_fps: float | None = None,
         seed: int = 0,
+        max_lag_s: float = 0.0,
     ) -> None:
         self.name = name
+        # frames wait this long for the consumer before newer ones replace them (0: the newest
+        # only); the newest frame always waits
+        self.max_lag_s = max_lag_s
         self._open_capture = open_capture
         self.backoff, self.stall_timeout_s, self.max_fps = backoff, stall_timeout_s, max_fps
         self.fps, self.frame_count = 0.0, 0
         self.stats = SourceStats()
         self._state = SourceState.CONNECTING
         self._rng = random.Random(seed)
-        self._latest: Frame | None = None
-        self._taken_index = -1
+        self._waiting: deque[Frame] = deque()  # oldest first
         self._condition = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
@@ -347,20 +353,13 @@ class LiveSource:
         self._thread.start()
 
     def latest(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame not yet taken (waits up to `timeout`); None if none arrived."""
+        """The oldest frame not yet taken and not older than `max_lag_s` behind the newest
+        (the newest itself without a lag); waits up to `timeout`, None if none arrived."""
         with self._condition:
             self._condition.wait_for(
-                lambda: (
-                    self._stop.is_set()
-                    or (self._latest is not None and self._latest.index > self._taken_index)
-                ),
-                timeout=timeout,
+                lambda: self._stop.is_set() or bool(self._waiting), timeout=timeout
             )
-            frame = self._latest
-            if frame is None or frame.index <= self._taken_index:
-                return None
-            self._taken_index = frame.index
-            return frame
+            return self._waiting.popleft() if self._waiting else None
 
     def __iter__(self) -> Iterator[Frame]:
         while not self._stop.is_set():
@@ -425,9 +424,13 @@ class LiveSource:
                         (time.perf_counter() - t0) * 1e3,
                     )
                     with self._condition:
-                        if self._latest is not None and self._latest.index > self._taken_index:
-                            self.stats.frames_dropped += 1  # nobody took it: newer wins
-                        self._latest = frame
+                        self._waiting.append(frame)
+                        while (
+                            now - self._waiting[0].captured_at > self.max_lag_s
+                            and len(self._waiting) > 1
+                        ):
+                            self._waiting.popleft()
+                            self.stats.frames_dropped += 1  # nobody took it in time: newer wins
                         self._condition.notify_all()
             except Exception as exc:  # any failure of the device/stream leads to a reconnect
                 if self._stop.is_set():
@@ -442,6 +445,26 @@ class LiveSource:
                 if capture is not None:
                     capture.release()
         self._state = SourceState.STOPPED
+
+
+class PacedFileCapture:
+    """A video file looped at its frame rate behind the capture interface `LiveSource` reads:
+    each `read()` returns the next frame when it is due, as a camera delivers it."""
+
+    def __init__(self, path: str | os.PathLike[str], decoder: Decoder = "auto") -> None:
+        self._source = VideoFileSource(path, realtime=True, loop=True, decoder=decoder)
+        self._frames = cast(Generator[Frame, None, None], iter(self._source))
+
+    def isOpened(self) -> bool:  # noqa: N802 (cv2.VideoCapture's name)
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | Picture | None]:
+        frame = next(self._frames, None)
+        return (False, None) if frame is None else (True, frame.pixels)
+
+    def release(self) -> None:
+        self._frames.close()  # on the reading thread: its capture is released here, not later
+        self._source.close()
 
 
 STREAM_TIMEOUT_MS = 2000
@@ -560,10 +583,23 @@ def open_source(
     stall_timeout_s: float = 5.0,
     loop: bool = False,
     decoder: Decoder = "auto",
+    live: bool = False,
+    max_lag_s: float = 0.0,
 ) -> Source:
     """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
-    (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson)."""
+    (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson). `live`: a
+    file standing in for a camera (looped, paced, newest frame only)."""
     name = name or spec
+    if live and not is_live(spec) and not Path(spec).is_dir():
+        VideoFileSource(spec, decoder=decoder).close()  # a missing or unreadable file fails here
+        return LiveSource(
+            name,
+            lambda: PacedFileCapture(spec, decoder),
+            backoff=backoff,
+            stall_timeout_s=stall_timeout_s,
+            max_fps=max_fps,
+            max_lag_s=max_lag_s,
+        )
     if is_live(spec):
         if spec.startswith("gst:"):
             pipeline = spec[4:].strip()
@@ -575,7 +611,12 @@ def open_source(
         else:
             opener = lambda: _open_url(spec, decoder)  # noqa: E731
         return LiveSource(
-            name, opener, backoff=backoff, stall_timeout_s=stall_timeout_s, max_fps=max_fps
+            name,
+            opener,
+            backoff=backoff,
+            stall_timeout_s=stall_timeout_s,
+            max_fps=max_fps,
+            max_lag_s=max_lag_s,
         )
     path = Path(spec)
     if path.is_dir():

@@ -55,3 +55,30 @@ def test_ffmpeg_options_do_not_leak_to_other_opens(
     open_capture(str(clip), ffmpeg_options=FFMPEG_CAPTURE_OPTIONS).release()
     assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == "probesize;5000000"
     assert frames == 15 + len(range(-56, 321, 8)) + 4  # every frame of the file decoded
+
+
+def test_a_live_file_is_read_as_a_camera_is(tmp_path: Path) -> None:
+    """Looped and paced; a consumer that falls behind gets the newest frame, not a backlog."""
+    import time
+
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc"], fps=20)
+    frames_in_clip = sum(1 for _ in VideoFileSource(clip))
+    source = open_source(str(clip), live=True)
+    try:
+        stream = iter(source)
+        first = next(stream)
+        time.sleep(1.0)  # 20 frames' worth of falling behind
+        late = next(stream)
+        age_s = time.time() - late.captured_at
+        indices = [next(stream).index for _ in range(frames_in_clip)]  # past the clip's end
+    finally:
+        source.close()
+    assert late.index - first.index >= 15 and source.stats.frames_dropped >= 15
+    assert age_s < 0.2  # the newest frame, not the one due a second ago
+    assert indices == list(range(late.index + 1, late.index + 1 + frames_in_clip))  # looped
+
+
+def test_a_live_file_that_is_missing_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="nope.mp4: no such video file"):
+        open_source(str(tmp_path / "nope.mp4"), live=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -140,6 +141,63 @@ def test_classify_at_line_counts_the_same_and_skips_tracks_that_never_cross(
     assert run("at_line", below) == ([], 0)
 
 
+class _SlowClassifier(Classifier):
+    """The real classifier, `delay_s` slower per batch (a busy box, a remote server)."""
+
+    def __init__(self, backend: object, labels: list[str], delay_s: float) -> None:
+        super().__init__(backend, labels)  # type: ignore[arg-type]
+        self.delay_s = delay_s
+
+    def classify(self, images: list[np.ndarray]) -> list:  # type: ignore[override]
+        time.sleep(self.delay_s)
+        return super().classify(images)
+
+
+@pytest.mark.slow
+def test_counts_do_not_wait_for_inference_nor_depend_on_its_speed(
+    exported_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truth = make_traffic_clip(tmp_path / "road.mp4", ["disc", "stripes", "checker"])
+    bundle = Bundle.load(exported_bundle)
+    waits = []  # votes taken before their classification was done: the stream waited
+    take = StreamProcessor._result
+    monkeypatch.setattr(
+        StreamProcessor, "_result", lambda self, f: waits.append(not f.done()) or take(self, f)
+    )
+
+    def run(delay_s: float, pace_s: float = 0.0) -> tuple[list[tuple], list[tuple]]:
+        waits.clear()
+        with create_backend(bundle, "onnxruntime") as backend:
+            scheduler = BatchScheduler(_SlowClassifier(backend, bundle.labels, delay_s))
+            config = StreamConfig(name="road", source="-")
+            processor = StreamProcessor(config, scheduler, bundle.labels)
+            events, crossed, seen = [], [], set()
+            for frame in VideoFileSource(tmp_path / "road.mp4"):
+                events += processor.process(frame)
+                for track in processor._tracker.tracks.values():
+                    if track.counted and track.id not in seen:
+                        seen.add(track.id)
+                        crossed.append((frame.index, track.id))
+                time.sleep(pace_s)  # a camera's frame interval
+            events += processor.finish()  # counted before the end, classified after it
+            scheduler.close()
+        counts = [e for e in events if e["kind"] == "count"]
+        return [
+            (e["frame"], e["track_id"], e["class"], e["votes"], e["box"]) for e in counts
+        ], crossed
+
+    fast, crossed = run(0.0)
+    slow, _ = run(0.15)  # every batch later than the vote is due: the stream waits for them
+    assert len(fast) == len(truth) and slow == fast  # same frames, tracks, classes, votes
+    assert any(waits)
+    # each count carries the frame its track crossed in, though it went out frames later
+    assert [(frame, track) for frame, track, *_ in fast] == crossed
+    # frames a camera's interval apart, inference well inside the vote's delay: no frame waits
+    # (classifying at the crossing itself made every crossing wait for its crops)
+    paced, _ = run(0.01, pace_s=0.03)
+    assert paced == fast and waits and not any(waits)
+
+
 @pytest.mark.slow
 def test_frame_and_roi_modes(exported_bundle: Path, tiny_dataset: Path) -> None:
     bundle = Bundle.load(exported_bundle)
@@ -199,6 +257,59 @@ def test_newest_frame_policy_keeps_latency_bounded() -> None:
     assert source.stats.frames_dropped > 5 * taken  # ...and stale frames were dropped, not queued
     first, last = np.median(latencies[:5]), np.median(latencies[-5:])
     assert max(latencies) < 0.06 and last < first + 0.02  # latency does not grow with time
+
+
+class _PacedCamera(_FastCamera):
+    """A frame every 10 ms, as a camera sends them whatever the reader does."""
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        time.sleep(0.01)
+        self.count += 1
+        return True, np.full((4, 4, 3), self.count % 256, np.uint8)
+
+
+@pytest.mark.parametrize("max_lag_s", [0.0, 0.2])
+def test_a_lag_allowance_rides_out_a_stalled_consumer(max_lag_s: float) -> None:
+    source = LiveSource("paced", _PacedCamera, max_lag_s=max_lag_s)
+    taken = []
+    try:
+        for _ in range(20):
+            frame = source.latest(timeout=1.0)
+            assert frame is not None
+            taken.append(frame)
+            if len(taken) == 10:
+                time.sleep(0.08)  # the stream's thread busy elsewhere for 8 frames
+    finally:
+        source.close()
+    indices = [f.index for f in taken]
+    if max_lag_s:  # every frame, in order, none older than the allowance
+        assert indices == list(range(indices[0], indices[0] + 20))
+        assert source.stats.frames_dropped == 0
+    else:  # the newest only: the frames of the stall are gone
+        assert indices[10] - indices[9] >= 4 and source.stats.frames_dropped >= 3
+
+
+def test_stream_threads_run_below_the_inference_thread() -> None:
+    from edge_tl.runtime.daemon import STREAM_NICE, _lower_priority
+
+    def priorities() -> tuple[int, int]:
+        _lower_priority(STREAM_NICE)
+        child = []
+        thread = threading.Thread(
+            target=lambda: child.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        )
+        thread.start()
+        thread.join()
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), child[0]
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    result: list[tuple[int, int]] = []
+    stream = threading.Thread(target=lambda: result.append(priorities()))
+    stream.start()
+    stream.join()
+    expected = min(19, before + STREAM_NICE)
+    assert result == [(expected, expected)]  # lowered, and its reader thread inherits it
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # not others
 
 
 class _GrabbingCamera(_FastCamera):
