@@ -588,7 +588,7 @@ def open_source(
 ) -> Source:
     """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
     (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson). `live`: a
-    file standing in for a camera (looped, paced, newest frame only)."""
+    file standing in for a camera (looped, paced, only recent frames: `max_lag_s`)."""
     name = name or spec
     if live and not is_live(spec) and not Path(spec).is_dir():
         VideoFileSource(spec, decoder=decoder).close()  # a missing or unreadable file fails here
