@@ -6,8 +6,10 @@
 - `motion` (the traffic default): background subtraction → blobs → IoU tracker → each track
   classified a few times, its probability vectors averaged → one count per track when it
   crosses the counting line. With `classify = "at_line"` (the default) a track's crops are
-  kept until it nears the line and classified then: tracks that never get there cost no
-  inference (measured: 27 % fewer crops on the highway clip, 40 % on the overhead one).
+  kept until it crosses the line and classified then: tracks that never cross cost no
+  inference (measured against classifying every track: 27 % fewer crops on the highway clip,
+  40 % on the overhead one; and once counts stopped waiting for votes, classifying at the
+  crossing instead of a few frames ahead of it: another 12 % and 49 %, counts identical).
   A classification's vote is taken `VOTE_DELAY_FRAMES` frames after its crop was submitted
   (waiting only if it is not done by then): a track that crosses is counted at once (its
   frame, box and place among the counts) and its event goes out once its last vote is in
@@ -40,7 +42,7 @@ from edge_tl.runtime.harvest import Harvester
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.sources import Frame
-from edge_tl.runtime.tracker import IouTracker, Track, near_line, overlap
+from edge_tl.runtime.tracker import IouTracker, Track, overlap
 
 __all__ = ["StreamProcessor", "UNCLASSIFIED", "VOTE_DELAY_FRAMES"]
 
@@ -247,10 +249,10 @@ class StreamProcessor:
                 and track not in to_classify
             ):
                 to_classify.append(track)
-        # at_line: crops wait until their vehicle nears the line, then go to the scheduler a few
-        # frames ahead of the crossing, so the frame that counts seldom waits for them
+        # at_line: crops wait until their vehicle crosses (its count waits for their votes, the
+        # stream does not): vehicles that only pass near the line cost nothing
         defer = self._deferring()
-        due = {t.id for t in tracks if not defer or t in crossing or near_line(t, line_px)}
+        due = {t.id for t in tracks if not defer or t in crossing}
         for track in to_classify:
             crop = self._crop(frame, track.box)
             if track.id in due:

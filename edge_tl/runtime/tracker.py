@@ -89,16 +89,6 @@ def along(
     return ((point[0] - x1) * dx + (point[1] - y1) * dy) / (dx * dx + dy * dy)
 
 
-def near_line(track: Track, line: tuple[tuple[float, float], tuple[float, float]]) -> bool:
-    """Whether the track's centre is closer to the line segment than its box's longer side:
-    a vehicle a few frames from crossing (or passing close by)."""
-    (x1, y1), (x2, y2) = line
-    t = min(1.0, max(0.0, along(line, track.centre)))
-    cx, cy = track.centre
-    distance = float(np.hypot(cx - (x1 + t * (x2 - x1)), cy - (y1 + t * (y2 - y1))))
-    return distance < max(track.box[2], track.box[3])
-
-
 class IouTracker:
     def __init__(self, min_iou: float = 0.2, max_missed: int = 10) -> None:
         self.min_iou, self.max_missed = min_iou, max_missed
