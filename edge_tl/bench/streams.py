@@ -239,7 +239,8 @@ class _OneCamera:
 
 def _one_camera(config: StreamBenchConfig, frames: int) -> _OneCamera:
     """One camera through the daemon, unpaced, for `frames` frames of the looped clip."""
-    serve = _serve_config(replace(config, max_cameras=1, workers=1), 1)
+    # unpaced and every frame (a live read would pace it and never stop at `frames`)
+    serve = _serve_config(replace(config, max_cameras=1, workers=1, live=False), 1)
     serve.streams[0] = serve.streams[0].model_copy(
         update={"realtime": False, "max_frames": frames, "loop": True}
     )

@@ -22,8 +22,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_one_load_measures_every_camera(exported_bundle: Path, clip: Path) -> None:
-    config = StreamBenchConfig(exported_bundle, clip, seconds=3, warmup_s=1)
+@pytest.mark.parametrize("live", [False, True])
+def test_one_load_measures_every_camera(exported_bundle: Path, clip: Path, live: bool) -> None:
+    config = StreamBenchConfig(exported_bundle, clip, seconds=3, warmup_s=1, live=live)
     load = run_load(config, 2)
     assert set(load["per_camera_fps"]) == {"cam0", "cam1"}
     assert load["worst_fps"] == min(load["per_camera_fps"].values())
@@ -43,8 +44,9 @@ def test_capacity_search_stops_at_the_limit(exported_bundle: Path, clip: Path) -
     assert result["realtime_cameras"] == max(realtime, default=0)
 
 
-def test_cpu_breakdown_adds_up(exported_bundle: Path, clip: Path) -> None:
-    parts = cpu_breakdown(StreamBenchConfig(exported_bundle, clip), frames=60)
+@pytest.mark.parametrize("live", [False, True])  # live loads: the breakdown still unpaced
+def test_cpu_breakdown_adds_up(exported_bundle: Path, clip: Path, live: bool) -> None:
+    parts = cpu_breakdown(StreamBenchConfig(exported_bundle, clip, live=live), frames=60)
     assert parts["decode"] > 0 and parts["total"] > 0
     named = parts["decode"] + parts["analysis"] + parts["inference"]
     assert parts["other"] == pytest.approx(max(0.0, parts["total"] - named), abs=0.2)
