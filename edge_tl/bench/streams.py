@@ -61,8 +61,8 @@ class StreamBenchConfig:
     line: tuple[tuple[float, float], tuple[float, float]] | None = None
     workers: int = 1
     decoder: str = "auto"
-    # the copies read as cameras are (newest frame only): behind shows as frames skipped, not
-    # as a backlog's latency
+    # the copies read as cameras are (only recent frames kept): behind shows as frames
+    # skipped, not as a backlog's latency
     live: bool = False
 
 
@@ -337,7 +337,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"after {result['warmup_s']} s warm-up; real time = >= 95 % of the clip's "
         f"{result['loads'][0]['clip_fps']} fps",
         "- copies read as cameras are (`--live`): a camera behind skips frames; latency from "
-        "the newest frame's arrival"
+        "each frame's arrival"
         if result.get("live")
         else "- copies paced but never skipped: a camera behind works through a backlog, which "
         "shows as latency (`--live` reads them as cameras are)",

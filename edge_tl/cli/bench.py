@@ -103,7 +103,7 @@ def register(add_command: AddCommand) -> None:
     p.add_argument(
         "--live",
         action="store_true",
-        help="read the copies as cameras are: newest frame only, a camera behind skips frames "
+        help="read the copies as cameras are: only recent frames kept, a camera behind skips frames "
         "(default: every frame, a backlog shows as latency)",
     )
     p.add_argument("--max", dest="max_cameras", type=positive_int, default=32)

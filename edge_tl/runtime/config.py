@@ -45,8 +45,9 @@ class StreamConfig(_Strict):
     mode: Literal["frame", "roi", "motion"] = "motion"
     realtime: bool = False  # files: pace at the file's fps instead of as fast as possible
     loop: bool = False  # files: start again at the end (a clip standing in for a camera)
-    # files: read as a camera is (looped, paced, a reader thread of its own that keeps only the
-    # newest frame): a stream that falls behind skips frames instead of building a backlog
+    # files: read as a camera is (looped, paced, a reader thread of its own that keeps only
+    # recent frames, `max_lag_ms`): a stream that falls behind skips frames instead of building
+    # a backlog
     live: bool = False
     # files and URLs: `pyav` keeps frames in YUV (motion on the luma plane, BGR only for the
     # frames whose crops are classified); `auto` uses it when the [video] extra is installed

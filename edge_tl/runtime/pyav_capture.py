@@ -90,10 +90,9 @@ class YuvPicture:
         top, bottom = y0 - y0 % 2, min(height, y1 + y1 % 2)
         if (bottom - top) % 4:
             top, bottom = (top, bottom + 2) if bottom + 2 <= height else (top - 2, bottom)
-        planes = [self._plane(i, 1 if i == 0 else 2) for i in range(3)]
         luma, u, v = (
-            p[top // s : bottom // s, left // s : right // s]
-            for p, s in zip(planes, (1, 2, 2), strict=True)
+            self._plane(i, s)[top // s : bottom // s, left // s : right // s]
+            for i, s in enumerate((1, 2, 2))
         )
         packed = np.concatenate([luma, u.reshape(-1, right - left), v.reshape(-1, right - left)])
         # av.VideoFrame, without importing PyAV here (this module is imported without it)

@@ -2,9 +2,10 @@
 pipelines, image folders.
 
 Files are read frame by frame (deterministic, nothing dropped) unless `realtime`. Live sources
-run one reader thread each that keeps only the newest frame, so latency never grows with time;
-a source that fails or ends reconnects with exponential backoff and jitter, and reports its
-state (connecting, live, stalled, reconnecting, stopped). A file can stand in for a camera
+run one reader thread each that keeps only recent frames (the newest, and those younger than
+`max_lag_s`), so latency never grows with time; a source that fails or ends reconnects with
+exponential backoff and jitter, and reports its state (connecting, live, stalled,
+reconnecting, stopped). A file can stand in for a camera
 (`live`): looped, paced at its frame rate and read the way a camera is, so a consumer that
 falls behind skips frames instead of working through a backlog.
 """
@@ -590,26 +591,20 @@ def open_source(
     (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson). `live`: a
     file standing in for a camera (looped, paced, only recent frames: `max_lag_s`)."""
     name = name or spec
-    if live and not is_live(spec) and not Path(spec).is_dir():
+    opener: Callable[[], Any] | None = None
+    if spec.startswith("gst:"):
+        pipeline = spec[4:].strip()
+        opener = lambda: open_capture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
+    elif spec.isdigit():
+        opener = lambda: open_capture(int(spec))  # noqa: E731
+    elif spec.startswith("/dev/video"):
+        opener = lambda: open_capture(spec, cv2.CAP_V4L2)  # noqa: E731
+    elif is_live(spec):
+        opener = lambda: _open_url(spec, decoder)  # noqa: E731
+    elif live and not Path(spec).is_dir():
         VideoFileSource(spec, decoder=decoder).close()  # a missing or unreadable file fails here
-        return LiveSource(
-            name,
-            lambda: PacedFileCapture(spec, decoder),
-            backoff=backoff,
-            stall_timeout_s=stall_timeout_s,
-            max_fps=max_fps,
-            max_lag_s=max_lag_s,
-        )
-    if is_live(spec):
-        if spec.startswith("gst:"):
-            pipeline = spec[4:].strip()
-            opener = lambda: open_capture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
-        elif spec.isdigit():
-            opener = lambda: open_capture(int(spec))  # noqa: E731
-        elif spec.startswith("/dev/video"):
-            opener = lambda: open_capture(spec, cv2.CAP_V4L2)  # noqa: E731
-        else:
-            opener = lambda: _open_url(spec, decoder)  # noqa: E731
+        opener = lambda: PacedFileCapture(spec, decoder)  # noqa: E731
+    if opener is not None:
         return LiveSource(
             name,
             opener,
