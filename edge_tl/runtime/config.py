@@ -45,6 +45,8 @@ class StreamConfig(_Strict):
     mode: Literal["frame", "roi", "motion"] = "motion"
     realtime: bool = False  # files: pace at the file's fps instead of as fast as possible
     loop: bool = False  # files: start again at the end (a clip standing in for a camera)
+    # files: start this many seconds in (within a frame); with `loop`, later passes start at 0
+    start_s: float = Field(default=0.0, ge=0)
     # files: read as a camera is (looped, paced, a reader thread of its own that keeps only
     # recent frames, `max_lag_ms`): a stream that falls behind skips frames instead of building
     # a backlog
@@ -81,8 +83,7 @@ class StreamConfig(_Strict):
     classify_every: int = Field(default=3, ge=1)  # frames between classifications of a track
     max_classifications: int = Field(default=5, ge=1)
     # motion mode: `at_line` keeps a track's crops and classifies them when it crosses the line
-    # (tracks that never cross cost no inference; the first `drift.min_samples` crops of a
-    # stream are still classified at once, so the drift verdict forms as early as with `eager`)
+    # (tracks that never cross cost no inference); `eager` classifies every track as it goes
     classify: Literal["eager", "at_line"] = "at_line"
     crop_padding: float = Field(default=0.1, ge=0)
     annotated_video: Path | None = None

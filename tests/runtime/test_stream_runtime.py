@@ -114,14 +114,17 @@ def test_classify_at_line_counts_the_same_and_skips_tracks_that_never_cross(
     # a tall frame: the road (y 52-108) far from its bottom
     make_traffic_clip(tmp_path / "road.mp4", ["disc", "stripes", "checker"], size=(320, 320))
     bundle = Bundle.load(exported_bundle)
+    reference = bundle.manifest.reference
 
-    def run(classify: str, line: tuple) -> tuple[list[tuple[int, str]], int]:
+    def run(
+        classify: str, line: tuple, drift: bool = False
+    ) -> tuple[list[tuple[int, str]], int]:
         with create_backend(bundle, "onnxruntime") as backend:
             scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=8)
             config = StreamConfig(
-                name="road", source="-", classify=classify, line=line, drift={"enabled": False}
+                name="road", source="-", classify=classify, line=line, drift={"enabled": drift}
             )
-            processor = StreamProcessor(config, scheduler, bundle.labels)
+            processor = StreamProcessor(config, scheduler, bundle.labels, reference=reference)
             events = [
                 e for f in VideoFileSource(tmp_path / "road.mp4") for e in processor.process(f)
             ]
@@ -139,6 +142,8 @@ def test_classify_at_line_counts_the_same_and_skips_tracks_that_never_cross(
     below = ((0.0, 0.9), (1.0, 0.9))
     assert run("eager", below)[0] == [] and run("eager", below)[1] > 0
     assert run("at_line", below) == ([], 0)
+    # from the stream's first frame, also while the drift check has no verdict yet
+    assert reference is not None and run("at_line", below, drift=True) == ([], 0)
 
 
 class _SlowClassifier(Classifier):
