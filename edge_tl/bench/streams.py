@@ -2,7 +2,10 @@
 
 N copies of a clip, looped and paced at its fps like cameras, run through the daemon (the
 same code as `edge-tl serve`); after a warm-up, each camera's processed frames are counted over
-a window. A camera is served in real time when it processed >= 95 % of the frames its clip
+a window. Copy k of N starts k/N of the way into the clip: independent cameras do not see the
+same vehicle, or reach the end of a file, at the same moment. Copies in step (`in_step`) put
+every camera's busiest moments together: at 8 highway cameras on 2 cores that alone took the
+frames within 150 ms of due from 99.2 % to 96 % (p99 from <= 150 to <= 500 ms). A camera is served in real time when it processed >= 95 % of the frames its clip
 delivered in that window. The search doubles N until a camera falls behind, then bisects.
 
 Per load it also records capture-to-result latency (from the time the paced frame was due,
@@ -64,16 +67,18 @@ class StreamBenchConfig:
     # the copies read as cameras are (only recent frames kept): behind shows as frames
     # skipped, not as a backlog's latency
     live: bool = False
+    in_step: bool = False  # every copy from the clip's start (default: spread over the clip)
 
 
-def _clip_fps(source: Path) -> float:
-    """The clip's frame rate; a missing or unreadable clip fails as `serve` would say it."""
+def _clip_timing(source: Path) -> tuple[float, float]:
+    """The clip's frame rate and duration; a missing or unreadable clip fails as `serve` would
+    say it."""
     clip = VideoFileSource(source)
-    fps = clip.fps
+    fps, duration_s = clip.fps, clip.duration_s
     clip.close()
     if fps <= 0:
         raise EdgeTLError(f"{source}: no frame rate in the file; cannot pace it like a camera")
-    return fps
+    return fps, duration_s
 
 
 def _line(config: StreamBenchConfig) -> Any:
@@ -87,6 +92,7 @@ def _line(config: StreamBenchConfig) -> Any:
 
 
 def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
+    duration_s = _clip_timing(config.source)[1]
     return ServeConfig(
         bundle=config.bundle,
         backend=config.backend,
@@ -102,6 +108,7 @@ def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
                 realtime=True,
                 loop=True,
                 live=config.live,
+                start_s=0.0 if config.in_step else duration_s * i / cameras,
                 line=_line(config),
                 decoder=config.decoder,  # type: ignore[arg-type]
             )
@@ -131,7 +138,7 @@ def _rss_mb(pids: Sequence[int]) -> float:
 
 def run_load(config: StreamBenchConfig, cameras: int) -> dict[str, Any]:
     """`cameras` paced copies of the clip for warm-up + window; per-camera fps and the rest."""
-    fps = _clip_fps(config.source)
+    fps = _clip_timing(config.source)[0]
     daemon = open_daemon(_serve_config(config, cameras))
     runner = threading.Thread(target=daemon.run, name="bench-daemon", daemon=True)
     runner.start()
@@ -259,7 +266,7 @@ def cpu_breakdown(config: StreamBenchConfig, frames: int = 300) -> dict[str, flo
     """CPU milliseconds per camera-second, one camera, measured alone and unpaced: decoding
     (the clip read with nothing else), the whole pipeline, inference (CPU per classified crop ×
     crops per second), analysis (the stream thread's CPU in the processor), and the remainder."""
-    fps = _clip_fps(config.source)
+    fps = _clip_timing(config.source)[0]
     source = open_source(
         str(config.source),
         max_frames=frames,
@@ -319,6 +326,7 @@ def bench_streams(config: StreamBenchConfig, breakdown: bool = True) -> dict[str
         "workers": config.workers,
         "decoder": resolve_decoder(config.decoder),  # type: ignore[arg-type]
         "live": config.live,
+        "in_step": config.in_step,
         "seconds": config.seconds,
         "warmup_s": config.warmup_s,
         **capacity,
@@ -341,6 +349,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         if result.get("live")
         else "- copies paced but never skipped: a camera behind works through a backlog, which "
         "shows as latency (`--live` reads them as cameras are)",
+        "- every copy starts at the clip's start (`--in-step`): the cameras' busy moments coincide"
+        if result.get("in_step")
+        else "- copy k of N starts k/N of the way into the clip, as independent cameras would",
         f"- **{result['realtime_cameras']} real-time cameras**",
         "",
         "| cameras | worst camera fps | share | cores used | p50 <= ms | p99 <= ms | within 150 ms | RSS MB first/last | real time |",

@@ -106,6 +106,12 @@ def register(add_command: AddCommand) -> None:
         help="read the copies as cameras are: only recent frames kept, a camera behind skips frames "
         "(default: every frame, a backlog shows as latency)",
     )
+    p.add_argument(
+        "--in-step",
+        action="store_true",
+        help="start every copy at the clip's start (default: copy k of N starts k/N into it, so "
+        "the copies' vehicles and loop points do not coincide as no real cameras' would)",
+    )
     p.add_argument("--max", dest="max_cameras", type=positive_int, default=32)
     p.add_argument(
         "--seconds",
@@ -206,6 +212,7 @@ def _bench_streams(args: argparse.Namespace) -> int:
         workers=args.workers,
         decoder=args.decoder,
         live=args.live,
+        in_step=args.in_step,
         max_cameras=args.max_cameras,
         seconds=args.seconds,
         warmup_s=args.warmup,

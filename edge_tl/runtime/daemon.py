@@ -251,6 +251,7 @@ class Daemon:
                 decoder=stream.decoder,
                 live=stream.live,
                 max_lag_s=stream.max_lag_ms / 1e3,
+                start_s=stream.start_s,
             )
         except EdgeTLError as exc:
             self.errors[stream.name] = str(exc)

@@ -155,11 +155,16 @@ class PyAVCapture:
     def isOpened(self) -> bool:  # noqa: N802 (cv2.VideoCapture's name)
         return self._container is not None
 
-    def _frames(self) -> Iterator[Any]:
+    def _frames(self, from_s: float = 0.0) -> Iterator[Any]:
+        """Decoded frames; those before `from_s` (decoded from the keyframe a seek went
+        to) are left out."""
         assert self._container is not None
         for packet in self._container.demux(self._stream):
             try:
-                yield from packet.decode()
+                for frame in packet.decode():
+                    if from_s and frame.time is not None and frame.time < from_s:
+                        continue
+                    yield frame
             except self._av.InvalidDataError:
                 self.corrupt_packets += 1
 
@@ -198,12 +203,26 @@ class PyAVCapture:
         return 0.0
 
     def set(self, prop: int, value: float) -> bool:
-        """Only a rewind to the first frame (what `loop` needs)."""
-        if self._container is None or prop != cv2.CAP_PROP_POS_FRAMES or value != 0:
+        """A rewind to the first frame (what `loop` needs), or a time in milliseconds (a
+        file's `start_s`: the first frame at or after it comes next)."""
+        if self._container is None:
             return False
-        self._container.seek(0, stream=self._stream)
-        self._decoded = self._frames()
-        return True
+        if prop == cv2.CAP_PROP_POS_FRAMES and value == 0:
+            self._container.seek(0, stream=self._stream)
+            self._decoded = self._frames()
+            return True
+        if prop == cv2.CAP_PROP_POS_MSEC and value >= 0:
+            seconds = value / 1e3
+            # half a frame early, so that the frame due at `value` is not lost to rounding
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            from_s = max(0.0, seconds - (0.5 / float(rate) if rate else 0.0))
+            time_base = self._stream.time_base
+            self._container.seek(
+                int(from_s / time_base) if time_base else 0, stream=self._stream, backward=True
+            )
+            self._decoded = self._frames(from_s)
+            return True
+        return False
 
     def release(self) -> None:
         if self._container is not None:

@@ -146,9 +146,11 @@ class VideoFileSource:
         prefetch: int = 0,
         loop: bool = False,
         decoder: Decoder = "auto",
+        start_s: float = 0.0,
     ) -> None:
         self.path = Path(path)
         self.loop = loop  # start again at the end (a clip standing in for a camera)
+        self.start_s = start_s  # where the first pass starts; later loops start at 0
         self.prefetch = prefetch  # >0: decode ahead in a thread (bounded queue, nothing dropped)
         if stride < 1:
             raise SourceError(f"{self.path}: stride must be >= 1, got {stride}")
@@ -167,6 +169,11 @@ class VideoFileSource:
             )
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if start_s < 0 or (self.fps and self.frame_count and start_s >= self.duration_s):
+            raise SourceError(
+                f"{self.path}: start_s {start_s:g} is outside the file (0 to "
+                f"{self.duration_s:.1f} s)"
+            )
         self._state = SourceState.LIVE
         self.stats = SourceStats()
         # the capture is released by the thread that reads it: FFmpeg's frame threads abort
@@ -175,6 +182,10 @@ class VideoFileSource:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._reading = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps if self.fps else 0.0
 
     def __iter__(self) -> Iterator[Frame]:
         if self.prefetch > 0:
@@ -218,6 +229,8 @@ class VideoFileSource:
                 return
             self._reading = True
         try:
+            if self.start_s > 0:
+                self._capture.set(cv2.CAP_PROP_POS_MSEC, self.start_s * 1e3)
             while not self._stop.is_set() and (
                 self.max_frames is None or emitted < self.max_frames
             ):
@@ -452,8 +465,12 @@ class PacedFileCapture:
     """A video file looped at its frame rate behind the capture interface `LiveSource` reads:
     each `read()` returns the next frame when it is due, as a camera delivers it."""
 
-    def __init__(self, path: str | os.PathLike[str], decoder: Decoder = "auto") -> None:
-        self._source = VideoFileSource(path, realtime=True, loop=True, decoder=decoder)
+    def __init__(
+        self, path: str | os.PathLike[str], decoder: Decoder = "auto", start_s: float = 0.0
+    ) -> None:
+        self._source = VideoFileSource(
+            path, realtime=True, loop=True, decoder=decoder, start_s=start_s
+        )
         self._frames = cast(Generator[Frame, None, None], iter(self._source))
 
     def isOpened(self) -> bool:  # noqa: N802 (cv2.VideoCapture's name)
@@ -586,11 +603,15 @@ def open_source(
     decoder: Decoder = "auto",
     live: bool = False,
     max_lag_s: float = 0.0,
+    start_s: float = 0.0,
 ) -> Source:
     """A source from a string: file, folder, camera index, /dev/videoN, URL, or `gst:PIPELINE`
     (a GStreamer pipeline ending in appsink, e.g. nvarguscamerasrc ... on Jetson). `live`: a
-    file standing in for a camera (looped, paced, only recent frames: `max_lag_s`)."""
+    file standing in for a camera (looped, paced, only recent frames: `max_lag_s`). `start_s`:
+    where a file's first pass starts."""
     name = name or spec
+    if start_s and (is_live(spec) or Path(spec).is_dir()):
+        raise SourceError(f"{spec}: start_s applies to video files only")
     opener: Callable[[], Any] | None = None
     if spec.startswith("gst:"):
         pipeline = spec[4:].strip()
@@ -602,8 +623,9 @@ def open_source(
     elif is_live(spec):
         opener = lambda: _open_url(spec, decoder)  # noqa: E731
     elif live and not Path(spec).is_dir():
-        VideoFileSource(spec, decoder=decoder).close()  # a missing or unreadable file fails here
-        opener = lambda: PacedFileCapture(spec, decoder)  # noqa: E731
+        # a missing or unreadable file, or a start past its end, fails here
+        VideoFileSource(spec, decoder=decoder, start_s=start_s).close()
+        opener = lambda: PacedFileCapture(spec, decoder, start_s)  # noqa: E731
     if opener is not None:
         return LiveSource(
             name,
@@ -617,5 +639,11 @@ def open_source(
     if path.is_dir():
         return ImageFolderSource(path, max_frames=max_frames)
     return VideoFileSource(
-        path, stride=stride, max_frames=max_frames, realtime=realtime, loop=loop, decoder=decoder
+        path,
+        stride=stride,
+        max_frames=max_frames,
+        realtime=realtime,
+        loop=loop,
+        decoder=decoder,
+        start_s=start_s,
     )

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_tl.bench.streams import StreamBenchConfig, cpu_breakdown, find_capacity, run_load
+from edge_tl.bench.streams import (
+    StreamBenchConfig,
+    _serve_config,
+    cpu_breakdown,
+    find_capacity,
+    run_load,
+)
+from edge_tl.runtime.sources import VideoFileSource
 from tests.conftest import run_cli
 from tests.runtime.test_stream_runtime import make_traffic_clip
 
@@ -33,6 +40,17 @@ def test_one_load_measures_every_camera(exported_bundle: Path, clip: Path, live:
     assert load["realtime"] == (load["worst_fps"] >= 0.95 * load["clip_fps"])
     assert load["latency_ms"]["frames"] > 0 and load["cpu_cores_used"] > 0
     assert not load["errors"]
+
+
+def test_copies_start_spread_over_the_clip_unless_in_step(
+    exported_bundle: Path, clip: Path
+) -> None:
+    duration = VideoFileSource(clip).duration_s
+    spread = _serve_config(StreamBenchConfig(exported_bundle, clip), 4)
+    starts = [stream.start_s for stream in spread.streams]
+    assert starts == pytest.approx([0, duration / 4, duration / 2, 3 * duration / 4])
+    in_step = _serve_config(StreamBenchConfig(exported_bundle, clip, in_step=True), 4)
+    assert [stream.start_s for stream in in_step.streams] == [0, 0, 0, 0]
 
 
 def test_capacity_search_stops_at_the_limit(exported_bundle: Path, clip: Path) -> None:

@@ -66,6 +66,27 @@ def test_pyav_loop_and_stride(clip: Path) -> None:
     assert strided == [0, 3, 6, 9]
 
 
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_a_file_starts_where_asked_and_loops_from_its_start(clip: Path, decoder: str) -> None:
+    whole = [f.image.copy() for f in VideoFileSource(clip, decoder=decoder)]
+    source = VideoFileSource(clip, decoder=decoder, loop=True, start_s=1.5, max_frames=len(whole))
+    frames = [f.image.copy() for f in source]
+    due = round(1.5 * source.fps)  # a seek lands on a keyframe: the frames up to it are dropped
+    first = next(i for i, image in enumerate(whole) if np.array_equal(image, frames[0]))
+    assert due - 1 <= first <= due  # OpenCV's own seek may land a frame early
+    rest = len(whole) - first
+    assert all(np.array_equal(a, b) for a, b in zip(frames[:rest], whole[first:], strict=True))
+    # the second pass starts at the file's start
+    assert all(np.array_equal(a, b) for a, b in zip(frames[rest:], whole, strict=False))
+
+
+def test_a_start_outside_the_file_or_on_a_camera_is_one_clear_line(clip: Path) -> None:
+    with pytest.raises(SourceError, match=r"road\.mp4: start_s 60 is outside the file"):
+        VideoFileSource(clip, start_s=60)
+    with pytest.raises(SourceError, match="start_s applies to video files only"):
+        open_source("rtsp://127.0.0.1:1/cam", start_s=2)
+
+
 def test_a_cut_file_plays_up_to_the_cut(clip: Path, tmp_path: Path) -> None:
     whole = sum(1 for _ in VideoFileSource(clip, decoder="pyav"))
     data = clip.read_bytes()
