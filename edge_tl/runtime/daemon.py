@@ -111,12 +111,21 @@ class Daemon:
             raise
 
     def _open_backend(self, bundle: Bundle) -> Backend:
-        """The configured backend for `bundle`, opened; its threads share the cores with the
-        streams' decoding, so they must not spin."""
+        """The configured backend for `bundle`, opened and ready for every batch size the
+        scheduler makes; its threads share the cores with the streams' decoding, so they must
+        not spin."""
         config = self.config
-        return create_backend(
+        backend = create_backend(
             bundle, config.backend, config.precision, config.threads, shared_host=True
         ).open()
+        try:
+            if backend.prepares_per_shape:
+                for size in range(1, config.max_batch + 1):
+                    backend.warmup(iterations=1, batch_size=size)
+        except BaseException:
+            backend.close()
+            raise
+        return backend
 
     def reload(self) -> tuple[bool, str]:
         """Load the bundle at the configured path again (SIGHUP, POST /reload): checked beside
@@ -174,9 +183,11 @@ class Daemon:
             "mqtt": mqtt_stats(self.sinks),
         }
 
-    def frame_counts(self) -> dict[str, int]:
-        """Frames processed so far per stream (benchmarks sample it)."""
-        return dict(self.frames)
+    def frame_counts(self) -> dict[str, tuple[int, float]]:
+        """Frames processed so far per stream and when they were counted (wall clock), for
+        benchmarks."""
+        now = time.time()
+        return {name: (frames, now) for name, frames in self.frames.items()}
 
     def latency_buckets(self) -> list[float]:
         """Cumulative capture-to-result counts over every stream, one per histogram bucket."""

@@ -222,7 +222,7 @@ class VideoFileSource:
 
     def _frames(self) -> Iterator[Frame]:
         index, emitted = -1, 0
-        started, wall_started = time.perf_counter(), time.time()
+        started = wall_started = 0.0  # when the first frame was there: a paced file's clock
         paced = bool(self.realtime and self.fps)
         with self._lock:
             if self._stop.is_set():
@@ -246,6 +246,8 @@ class VideoFileSource:
                 if not ok:
                     return
                 index += 1
+                if index == 0:  # not before: opening and a seek to start_s are no camera's delay
+                    started, wall_started = time.perf_counter(), time.time()
                 self.stats.frames_read += 1
                 if skipped:
                     continue

@@ -80,7 +80,7 @@ def _worker_main(config: ServeConfig, index: int, out: Any, control: Any) -> Non
 
 def _report(daemon: Any) -> dict[str, Any]:
     """A worker's health, with what the parent's benchmarks need beside it."""
-    return daemon.health() | {"latency_buckets": daemon.latency_buckets()}
+    return daemon.health() | {"latency_buckets": daemon.latency_buckets(), "at": time.time()}
 
 
 class WorkerPool:
@@ -198,8 +198,13 @@ class WorkerPool:
             self.metrics.state.labels(name).set(1 if state["state"] == "live" else 0)
         self._health[index] = health
 
-    def frame_counts(self) -> dict[str, int]:
-        return {name: s["frames"] for name, s in self.health()["streams"].items()}
+    def frame_counts(self) -> dict[str, tuple[int, float]]:
+        """Frames per stream as of its worker's last report, and that report's time."""
+        at = {index: report.get("at", 0.0) for index, report in self._health.items()}
+        return {
+            name: (s["frames"], at.get(s["worker"], 0.0))
+            for name, s in self.health()["streams"].items()
+        }
 
     def latency_buckets(self) -> list[float]:
         """Capture-to-result counts per bucket, summed over the workers' latest reports."""

@@ -29,9 +29,14 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("live", [False, True])
-def test_one_load_measures_every_camera(exported_bundle: Path, clip: Path, live: bool) -> None:
-    config = StreamBenchConfig(exported_bundle, clip, seconds=3, warmup_s=1, live=live)
+@pytest.mark.parametrize(("live", "workers"), [(False, 1), (True, 1), (False, 2)])
+def test_one_load_measures_every_camera(
+    exported_bundle: Path, clip: Path, live: bool, workers: int
+) -> None:
+    # with workers, frames are counted as of each worker's last report and timed by it
+    config = StreamBenchConfig(
+        exported_bundle, clip, seconds=3, warmup_s=1, live=live, workers=workers
+    )
     load = run_load(config, 2)
     assert set(load["per_camera_fps"]) == {"cam0", "cam1"}
     assert load["worst_fps"] == min(load["per_camera_fps"].values())

@@ -97,3 +97,29 @@ def test_bf16_only_when_asked(exported_bundle: Path, tiny_dataset: Path) -> None
         assert "inference precision bf16" in bf16.describe()
         agreement = float((bf16.infer(batch).argmax(1) == f32.infer(batch).argmax(1)).mean())
     assert agreement >= 0.9, agreement
+
+
+def test_the_daemon_prepares_every_batch_size_before_serving(
+    exported_bundle: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_tl.runtime.backends.openvino import OpenVINOBackend
+    from edge_tl.runtime.config import ServeConfig
+    from edge_tl.runtime.daemon import Daemon
+
+    sizes: list[int] = []
+    infer = OpenVINOBackend._infer
+
+    def recorded(self: OpenVINOBackend, batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        return infer(self, batch)
+
+    monkeypatch.setattr(OpenVINOBackend, "_infer", recorded)
+    streams = [{"name": "cam", "source": str(tiny_dataset), "mode": "frame"}]
+    config = ServeConfig(
+        bundle=exported_bundle, backend="openvino", max_batch=4, metrics_port=None, streams=streams
+    )
+    daemon = Daemon(config)
+    try:
+        assert sizes == [1, 2, 3, 4]  # each size the scheduler can make, once, before any stream
+    finally:
+        daemon.shutdown()

@@ -116,9 +116,7 @@ def test_classify_at_line_counts_the_same_and_skips_tracks_that_never_cross(
     bundle = Bundle.load(exported_bundle)
     reference = bundle.manifest.reference
 
-    def run(
-        classify: str, line: tuple, drift: bool = False
-    ) -> tuple[list[tuple[int, str]], int]:
+    def run(classify: str, line: tuple, drift: bool = False) -> tuple[list[tuple[int, str]], int]:
         with create_backend(bundle, "onnxruntime") as backend:
             scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=8)
             config = StreamConfig(

@@ -29,6 +29,9 @@ class Backend(ABC):
     requires: ClassVar[tuple[str, str]]  # (module to import, pip extra that provides it)
     runs_exported_graphs: ClassVar[bool] = True  # False: runs model.pt, never fused graphs
     auto_rank: ClassVar[int] = 50  # `auto` tries backends in ascending rank
+    # True: the first batch of each new size prepares kernels for that shape (slow once); the
+    # daemon runs every size up to its max_batch once before the first camera waits for one
+    prepares_per_shape: ClassVar[bool] = False
 
     def __init__(
         self,
