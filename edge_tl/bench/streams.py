@@ -5,8 +5,9 @@ same code as `edge-tl serve`); after a warm-up, each camera's processed frames a
 a window. Copy k of N starts k/N of the way into the clip: independent cameras do not see the
 same vehicle, or reach the end of a file, at the same moment. Copies in step (`in_step`) put
 every camera's busiest moments together: at 8 highway cameras on 2 cores that alone took the
-frames within 150 ms of due from 99.2 % to 96 % (p99 from <= 150 to <= 500 ms). A camera is served in real time when it processed >= 95 % of the frames its clip
-delivered in that window. The search doubles N until a camera falls behind, then bisects.
+frames within 150 ms of due from 99.2 % to 96 % (p99 from <= 150 to <= 500 ms). A camera is
+served in real time when it processed >= 95 % of the frames its clip delivered in that window.
+The search doubles N until a camera falls behind, then bisects.
 
 Per load it also records capture-to-result latency (from the time the paced frame was due,
 so a backlog shows), the process's CPU use and RSS; and, measured alone on one camera, what a
