@@ -182,7 +182,7 @@ def _plots(result: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
 
     runs = result["results"]
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(runs) + 1.5))
-    ax.boxplot([r["samples_ms"] for r in runs], vert=False, showfliers=True)
+    ax.boxplot([r["samples_ms"] for r in runs], orientation="horizontal", showfliers=True)
     ax.set_yticks(
         range(1, len(runs) + 1), [f"{r['backend']} {r['precision']} b{r['batch']}" for r in runs]
     )

@@ -10,6 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from edge_tl.bundle import Precision  # noqa: E402
 from edge_tl.export.precision import FP16_MAX, check_fp16_ranges, convert_fp16  # noqa: E402
 from edge_tl.export.trt_compat import check_tensorrt_compat  # noqa: E402
 from edge_tl.runtime.backends.ort import ort_session  # noqa: E402
@@ -142,3 +143,21 @@ def test_uint8_input_must_go_through_a_cast(tmp_path: Path) -> None:
     path = tmp_path / "u8.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
     assert [(f.node, f.op_type) for f in check_tensorrt_compat(path)] == [("to_nchw", "Transpose")]
+
+
+def test_slower_than_fp32_warning_names_the_file_backend_and_the_cure() -> None:
+    from edge_tl.export.pipeline import slower_than_fp32_warning
+
+    assert slower_than_fp32_warning("model.int8.onnx", "openvino", Precision.INT8, 0.9, 1.0) is None
+    assert slower_than_fp32_warning("model.int8.onnx", "openvino", Precision.INT8, 1.0, 1.0) is None
+    on_openvino = slower_than_fp32_warning("model.int8.onnx", "openvino", Precision.INT8, 1.2, 1.0)
+    assert on_openvino == (
+        "model.int8.onnx is slower than fp32 on openvino, the CPU backend `auto` picks here: "
+        "1.2 vs 1.0 ms at batch 1"
+    )
+    on_ort = slower_than_fp32_warning("model.int8.onnx", "onnxruntime", Precision.INT8, 3.0, 1.0)
+    assert on_ort is not None and on_ort.endswith(
+        "install edge-tl[openvino] for int8 that runs as int8"
+    )
+    fp16 = slower_than_fp32_warning("model.fp16.onnx", "onnxruntime", Precision.FP16, 3.0, 1.0)
+    assert fp16 is not None and "install" not in fp16  # the hint is about int8's Q/DQ path only

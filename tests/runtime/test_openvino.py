@@ -69,21 +69,25 @@ def test_auto_falls_back_to_onnxruntime_without_openvino(
 def test_export_times_every_cpu_backend_and_warns_where_int8_is_slower(
     exported_bundle: Path, tmp_path: Path
 ) -> None:
-    """Issue 17, item 2: per precision and CPU backend; ORT's int8 is the slow reference path."""
+    """Issue 17, item 2: per precision and CPU backend, and the warning follows the numbers of the
+    backend `auto` serves with (which of int8 and fp32 wins on a tiny model depends on the CPU:
+    the test checks the rule, not the race)."""
     import shutil
 
     bundle = tmp_path / "b"
     shutil.copytree(exported_bundle, bundle)
-    result = run_cli("export", str(bundle), "--precision", "fp32,int8", "--json")
-    assert result.returncode == 0, result.stderr
-    reports = {r["precision"]: r for r in json.loads(result.stdout)["precisions"]}
-    assert set(reports["int8"]["cpu_latency_ms_p50_by_backend"]) == {"openvino", "onnxruntime"}
-    assert "slower than fp32" not in result.stderr  # auto picks OpenVINO, where int8 pays
-
-    result = run_cli("export", str(bundle), "--precision", "fp32,int8", block=("openvino",))
-    assert result.returncode == 0, result.stderr
-    assert "int8.onnx is slower than fp32 on onnxruntime" in result.stderr
-    assert "install edge-tl[openvino]" in result.stderr
+    for blocked, serving in (((), "openvino"), (("openvino",), "onnxruntime")):
+        result = run_cli("export", str(bundle), "--precision", "fp32,int8", "--json", block=blocked)
+        assert result.returncode == 0, result.stderr
+        reports = {r["precision"]: r for r in json.loads(result.stdout)["precisions"]}
+        int8, fp32 = (reports[p]["cpu_latency_ms_p50_by_backend"] for p in ("int8", "fp32"))
+        expected_backends = {"onnxruntime"} | ({"openvino"} if not blocked else set())
+        assert set(int8) == set(fp32) == expected_backends
+        warned = f"int8.onnx is slower than fp32 on {serving}" in result.stderr
+        if int8[serving] != fp32[serving]:  # equal after rounding: either verdict is right
+            assert warned == (int8[serving] > fp32[serving]), (int8, fp32, result.stderr)
+        if warned and blocked:
+            assert "install edge-tl[openvino]" in result.stderr
 
 
 def test_bf16_only_when_asked(exported_bundle: Path, tiny_dataset: Path) -> None:

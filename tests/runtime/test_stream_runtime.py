@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_tl.bench.rtsp_server import rtsp_server_available, start_rtsp_server, test_pattern_launch
+from edge_tl.bench.rtsp_server import rtsp_server_available, start_rtsp_server
+from edge_tl.bench.rtsp_server import test_pattern_launch as pattern_launch  # not a test
 from edge_tl.bench.system import free_port
 from edge_tl.bundle import Bundle
 from edge_tl.errors import EdgeTLError
@@ -464,7 +465,7 @@ def test_rtsp_outage_reconnects_without_stopping_other_streams(
     exported_bundle: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    server = start_rtsp_server(port, {"/cam": test_pattern_launch()})
+    server = start_rtsp_server(port, {"/cam": pattern_launch()})
     clip = tmp_path / "other.mp4"
     make_traffic_clip(clip, ["disc", "stripes"] * 15)
     config = tmp_path / "serve.toml"
@@ -484,7 +485,7 @@ def test_rtsp_outage_reconnects_without_stopping_other_streams(
             time.sleep(1.5)
             assert daemon.frames.get("file", 0) > file_frames  # the other stream kept going
             cam_before = daemon.frames.get("cam", 0)
-            server = start_rtsp_server(port, {"/cam": test_pattern_launch()})
+            server = start_rtsp_server(port, {"/cam": pattern_launch()})
             restarted = time.time()
             assert _wait(lambda: daemon.frames.get("cam", 0) > cam_before + 5, 10), (
                 "RTSP frames did not come back"
