@@ -32,9 +32,18 @@ def test_shrink_never_returns_the_callers_array() -> None:
     assert small.shape == image.shape and not np.shares_memory(small, image)
 
 
+def test_knn_is_the_default_background_model_with_the_configured_history() -> None:
+    detector = MotionDetector(MotionConfig(history=123))
+    assert isinstance(detector._subtractor, cv2.BackgroundSubtractorKNN)
+    assert detector._subtractor.getHistory() == 123 and not detector._subtractor.getDetectShadows()
+    detector.reset()
+    assert isinstance(detector._subtractor, cv2.BackgroundSubtractorKNN)
+    assert detector._subtractor.getHistory() == 123
+
+
 @pytest.mark.parametrize("mixtures", [3, 5])
 def test_mixtures_reach_the_background_model_and_survive_a_reset(mixtures: int) -> None:
-    detector = MotionDetector(MotionConfig(mixtures=mixtures))
+    detector = MotionDetector(MotionConfig(method="mog2", mixtures=mixtures))
     assert detector._subtractor.getNMixtures() == mixtures
     detector.reset()  # a camera that moved: the new model is made the same way
     assert detector._subtractor.getNMixtures() == mixtures
