@@ -32,8 +32,8 @@ def test_shrink_never_returns_the_callers_array() -> None:
     assert small.shape == image.shape and not np.shares_memory(small, image)
 
 
-def test_knn_is_the_default_background_model_with_the_configured_history() -> None:
-    detector = MotionDetector(MotionConfig(history=123))
+def test_knn_background_model_gets_the_configured_history() -> None:
+    detector = MotionDetector(MotionConfig(method="knn", history=123))
     assert isinstance(detector._subtractor, cv2.BackgroundSubtractorKNN)
     assert detector._subtractor.getHistory() == 123 and not detector._subtractor.getDetectShadows()
     detector.reset()
