@@ -20,23 +20,24 @@ class MotionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # KNN names an unseen camera's vehicles better, at a CPU price (measured 2026-12-05, both shared clips, the grey perturbed four ways to
-    # see past single crossings): overhead class accuracy on sure crossings 0.68-0.82 (MOG2,
-    # mean 0.75) -> 0.82-0.89 (KNN, mean 0.87), F1 0.87 -> 0.86 (3 more spurious counts);
-    # highway identical (F1 0.952, class 1.00). Overhead's counted cars get tighter boxes
-    # (median area -15 %, the largest tenth -25 %) and more votes per track (4.1 vs 3.7). Cost
-    # at 320 px: +0.1 ms per frame (highway), +0.8 ms (overhead's busy scene); bench-streams
-    # read 9 highway / 7 overhead cameras with it against 11 / 8 with MOG2 (a slower hour of
-    # the box: not yet separated), so MOG2 stays the default until that is. counting.md
+    # KNN names an unseen camera's vehicles better, at a CPU price (measured 2026-12-05, both shared
+    # clips, the grey perturbed four ways to see past single crossings): overhead class accuracy on
+    # sure crossings 0.68-0.82 (MOG2, mean 0.75) -> 0.82-0.89 (KNN, mean 0.87), F1 0.87 -> 0.86 (3
+    # more spurious counts); highway identical (F1 0.952, class 1.00). Overhead's counted cars get
+    # tighter boxes (median area -15 %, the largest tenth -25 %) and more votes per track (4.1 vs
+    # 3.7). Cost at 320 px: +0.1 ms per frame (highway), +0.8 ms (overhead's busy scene);
+    # bench-streams read 9 highway / 7 overhead cameras with it against 11 / 8 with MOG2 (a slower
+    # hour of the box: not yet separated), so MOG2 stays the default until that is. counting.md
     method: Literal["mog2", "knn"] = "mog2"
     width: int = Field(default=320, ge=64)  # detection runs at this width
     min_area: float = Field(default=0.002, gt=0, lt=1)  # share of the frame a blob must cover
     history: int = Field(default=300, ge=1)
     warmup_frames: int = Field(default=10, ge=0)  # frames to learn the background first
     threshold: float = Field(default=16.0, gt=0)  # MOG2's varThreshold (KNN keeps OpenCV's)
-    # Gaussians per pixel in MOG2 (OpenCV's default is 5; KNN has none). Measured on both
-    # shared clips with everything else equal, 3 against 5: highway F1 0.952 both, class accuracy 0.90 -> 1.00;
-    # overhead F1 0.839 -> 0.874, class 0.72 -> 0.75, spurious counts 8 -> 3; MOG2 10-20 % cheaper
+    # Gaussians per pixel in MOG2 (OpenCV's default is 5; KNN has none). Measured on both shared
+    # clips with everything else equal, 3 against 5: highway F1 0.952 both, class accuracy 0.90 ->
+    # 1.00; overhead F1 0.839 -> 0.874, class 0.72 -> 0.75, spurious counts 8 -> 3; MOG2 10-20 %
+    # cheaper
     mixtures: int = Field(default=3, ge=1, le=8)
 
 
