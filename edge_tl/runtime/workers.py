@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _HEALTH_INTERVAL_S = 1.0
 _RELOAD_TIMEOUT_S = 120.0
+_POLL_S = 0.01  # the parent's wait between passes over the workers' event queues
 
 
 class _QueueSink(Sink):
@@ -93,8 +94,11 @@ class WorkerPool:
         self.restarts = [0] * count
         self.stop_event = threading.Event()
         self._context = multiprocessing.get_context("spawn")  # no forked OpenCV/ORT threads
-        self._events: Any = self._context.Queue()
-        self._controls: list[Any] = [self._context.Queue() for _ in range(count)]
+        # one pair of queues per worker lifetime: a Queue's writers share a lock, and a worker
+        # SIGKILLed while holding it (or while reading its control queue) would stall every
+        # other user of that queue for good (CI saw the surviving worker freeze)
+        self._events: list[Any] = [None] * count
+        self._controls: list[Any] = [None] * count
         self._processes: list[Any] = [None] * count
         self._health: dict[int, dict[str, Any]] = {}
         self._frames_seen: dict[str, int] = {}  # per stream, over every worker lifetime
@@ -118,9 +122,11 @@ class WorkerPool:
         )
 
     def _start(self, index: int) -> None:
+        self._events[index] = self._context.Queue()
+        self._controls[index] = self._context.Queue()
         process = self._context.Process(
             target=_worker_main,
-            args=(self._worker_config(index), index, self._events, self._controls[index]),
+            args=(self._worker_config(index), index, self._events[index], self._controls[index]),
             name=f"edge-tl-worker-{index}",
             daemon=True,
         )
@@ -147,6 +153,7 @@ class WorkerPool:
                     if process.exitcode == 0:  # its file streams ended: done, not dead
                         exited.add(index)
                     else:
+                        self._retire_queues(index)
                         self._new_lifetime(index)
                         self.restarts[index] += 1
                         self.metrics.worker_restarts.inc()
@@ -160,26 +167,45 @@ class WorkerPool:
             self.shutdown()
         return 0
 
+    def _retire_queues(self, index: int) -> None:
+        """A dead worker's queues are dropped unread: the feeder threads of the parent's own
+        ends must not wait at exit on pipes nobody reads."""
+        for pipe in (self._events[index], self._controls[index]):
+            pipe.cancel_join_thread()
+            pipe.close()
+        self._events[index] = self._controls[index] = None
+
     def _drain(self, timeout: float, exited: set[int]) -> None:
         """Hand the workers' events to the sinks and keep their latest health."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                message = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
+            received = False
+            for events in self._events:
+                while events is not None:
+                    try:
+                        message = events.get_nowait()
+                    except queue.Empty:
+                        break
+                    received = True
+                    self._handle(message, exited)
+            if time.monotonic() >= deadline:
                 return
-            kind = message[0]
-            if kind == "event":
-                event = message[1]
-                self.metrics.count_event(event["stream"], event)
-                for sink in self.sinks:
-                    sink.emit(event)
-            elif kind == "health":
-                self._update_health(message[1], message[2])
-            elif kind == "reloaded":
-                self._reloads.put((message[1], message[2], message[3]))
-            elif kind == "exited":
-                exited.add(message[1])
+            if not received:
+                time.sleep(_POLL_S)
+
+    def _handle(self, message: tuple[Any, ...], exited: set[int]) -> None:
+        kind = message[0]
+        if kind == "event":
+            event = message[1]
+            self.metrics.count_event(event["stream"], event)
+            for sink in self.sinks:
+                sink.emit(event)
+        elif kind == "health":
+            self._update_health(message[1], message[2])
+        elif kind == "reloaded":
+            self._reloads.put((message[1], message[2], message[3]))
+        elif kind == "exited":
+            exited.add(message[1])
 
     def _new_lifetime(self, index: int) -> None:
         """Worker `index` died: its streams' frames so far become their offsets, and its last
@@ -252,7 +278,8 @@ class WorkerPool:
         while not self._reloads.empty():
             self._reloads.get_nowait()
         for control in self._controls:
-            control.put("reload")
+            if control is not None:
+                control.put("reload")
         answers: dict[int, tuple[bool, str]] = {}
         deadline = time.monotonic() + _RELOAD_TIMEOUT_S
         while len(answers) < len(self._controls) and time.monotonic() < deadline:
@@ -271,7 +298,8 @@ class WorkerPool:
     def shutdown(self) -> None:
         self.stop_event.set()
         for control in self._controls:
-            control.put("stop")
+            if control is not None:
+                control.put("stop")
         exited: set[int] = set()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(
@@ -283,6 +311,9 @@ class WorkerPool:
             if process is not None and process.is_alive():
                 process.terminate()
             if process is not None:
+                process.join(timeout=5)
+            if process is not None and process.is_alive():  # stuck past its SIGTERM handler
+                process.kill()
                 process.join(timeout=5)
         self._drain(timeout=0.5, exited=exited)  # whatever the workers sent last
         for sink in self.sinks:

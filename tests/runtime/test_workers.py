@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from edge_tl.bench.system import free_port
+from edge_tl.runtime.config import load_config
+from edge_tl.runtime.workers import WorkerPool
 from tests.runtime.test_stream_runtime import REPO, looped_cameras, make_traffic_clip
 
 pytestmark = pytest.mark.slow
@@ -108,6 +110,35 @@ def test_workers_restart_and_lose_no_event(exported_bundle: Path, tmp_path: Path
     # the surviving worker's streams: every processed frame's event reached the parent's sink
     for name in ("cam0", "cam2"):
         assert written[name] == final["streams"][name]["frames"], name
+
+
+def test_a_worker_killed_inside_its_queue_lock_stalls_no_other(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed while its feeder thread holds its event queue's write lock never
+    releases it. CI caught the surviving worker frozen that way when both shared one queue;
+    here the lock is taken and kept from outside, which is what such a death leaves behind."""
+    clip = tmp_path / "road.mp4"
+    make_traffic_clip(clip, ["disc", "stripes"])
+    pool = WorkerPool(load_config(_config(tmp_path, exported_bundle, clip, free_port())))
+    exited: set[int] = set()
+
+    def cam0_frames() -> int:
+        pool._drain(timeout=0.3, exited=exited)
+        return pool.health()["streams"]["cam0"]["frames"]
+
+    try:
+        for index in range(2):
+            pool._start(index)
+        assert pool.groups[0][0].name == "cam0"
+        # multiprocessing's private lock, the one a killed writer leaves held
+        assert pool._events[1]._wlock.acquire(timeout=10)
+        assert _wait(lambda: cam0_frames() > 0)
+        before = cam0_frames()
+        assert _wait(lambda: cam0_frames() > before + 20)
+    finally:
+        pool._events[1]._wlock.release()
+        pool.shutdown()
 
 
 def _running(pid: int) -> bool:
