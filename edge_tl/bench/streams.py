@@ -36,6 +36,7 @@ from edge_tl.progress import track
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.config import ServeConfig, StreamConfig
 from edge_tl.runtime.daemon import Daemon, open_daemon
+from edge_tl.runtime.motion import MotionConfig
 from edge_tl.runtime.prometheus import LATENCY_BUCKETS_MS
 from edge_tl.runtime.sources import VideoFileSource, open_source, resolve_decoder
 
@@ -70,6 +71,7 @@ class StreamBenchConfig:
     # skipped, not as a backlog's latency
     live: bool = False
     in_step: bool = False  # every copy from the clip's start (default: spread over the clip)
+    motion_method: str = "mog2"  # the streams' background model (`[streams.motion] method`)
 
 
 def _clip_timing(source: Path) -> tuple[float, float]:
@@ -113,6 +115,7 @@ def _serve_config(config: StreamBenchConfig, cameras: int) -> ServeConfig:
                 start_s=0.0 if config.in_step else duration_s * i / cameras,
                 line=_line(config),
                 decoder=config.decoder,  # type: ignore[arg-type]
+                motion=MotionConfig(method=config.motion_method),  # type: ignore[arg-type]
             )
             for i in range(cameras)
         ],
@@ -348,6 +351,7 @@ def bench_streams(config: StreamBenchConfig, breakdown: bool = True) -> dict[str
         "threads": config.threads,
         "workers": config.workers,
         "decoder": resolve_decoder(config.decoder),  # type: ignore[arg-type]
+        "motion_method": config.motion_method,
         "live": config.live,
         "in_step": config.in_step,
         "seconds": config.seconds,
@@ -367,6 +371,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{result['threads'] or 'default'}; workers: {result['workers']}; window {result['seconds']} s "
         f"after every camera's first frame and {result['warmup_s']} s of warm-up; real time = >= 95 % of the clip's "
         f"{result['loads'][0]['clip_fps']} fps",
+        f"- motion: {result.get('motion_method', 'mog2')} background model",
         "- copies read as cameras are (`--live`): a camera behind skips frames; latency from "
         "each frame's arrival"
         if result.get("live")

@@ -101,6 +101,12 @@ def register(add_command: AddCommand) -> None:
         help="as the streams' `decoder` (default: %(default)s: PyAV when installed)",
     )
     p.add_argument(
+        "--motion",
+        default="mog2",
+        choices=["mog2", "knn"],
+        help="the streams' background model, as `[streams.motion] method` (default: %(default)s)",
+    )
+    p.add_argument(
         "--live",
         action="store_true",
         help="read the copies as cameras are: only recent frames kept, a camera behind skips frames "
@@ -211,6 +217,7 @@ def _bench_streams(args: argparse.Namespace) -> int:
         threads=args.threads,
         workers=args.workers,
         decoder=args.decoder,
+        motion_method=args.motion,
         live=args.live,
         in_step=args.in_step,
         max_cameras=args.max_cameras,

@@ -77,7 +77,16 @@ def test_cpu_breakdown_adds_up(exported_bundle: Path, clip: Path, live: bool) ->
 
 def test_cli_writes_reports(exported_bundle: Path, clip: Path, tmp_path: Path) -> None:
     run_cli("bench-streams", str(exported_bundle), "--source", str(clip), "--max", "1",
-            "--seconds", "2", "--warmup", "1", "--no-breakdown", "--out", str(tmp_path))  # fmt: skip
+            "--seconds", "2", "--warmup", "1", "--no-breakdown", "--out", str(tmp_path),
+            "--motion", "knn")  # fmt: skip
     result = json.loads((tmp_path / "streams.json").read_text())
     assert result["realtime_cameras"] in (0, 1) and result["loads"][0]["cameras"] == 1
-    assert "real-time cameras" in (tmp_path / "streams.md").read_text()
+    assert result["motion_method"] == "knn"
+    report = (tmp_path / "streams.md").read_text()
+    assert "real-time cameras" in report and "motion: knn" in report
+
+
+def test_cameras_get_the_chosen_background_model(exported_bundle: Path, clip: Path) -> None:
+    for method in ("mog2", "knn"):
+        serve = _serve_config(StreamBenchConfig(exported_bundle, clip, motion_method=method), 2)
+        assert [stream.motion.method for stream in serve.streams] == [method, method]
