@@ -71,7 +71,8 @@ class StreamBenchConfig:
     # skipped, not as a backlog's latency
     live: bool = False
     in_step: bool = False  # every copy from the clip's start (default: spread over the clip)
-    motion_method: str = "mog2"  # the streams' background model (`[streams.motion] method`)
+    # the streams' background model (`[streams.motion] method`)
+    motion_method: str = MotionConfig.model_fields["method"].default
 
 
 def _clip_timing(source: Path) -> tuple[float, float]:
@@ -371,7 +372,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"{result['threads'] or 'default'}; workers: {result['workers']}; window {result['seconds']} s "
         f"after every camera's first frame and {result['warmup_s']} s of warm-up; real time = >= 95 % of the clip's "
         f"{result['loads'][0]['clip_fps']} fps",
-        f"- motion: {result.get('motion_method', 'mog2')} background model",
+        f"- motion: {result.get('motion_method', 'mog2 (before the option)')} background model",
         "- copies read as cameras are (`--live`): a camera behind skips frames; latency from "
         "each frame's arrival"
         if result.get("live")

@@ -102,9 +102,10 @@ def register(add_command: AddCommand) -> None:
     )
     p.add_argument(
         "--motion",
-        default="mog2",
+        default=None,
         choices=["mog2", "knn"],
-        help="the streams' background model, as `[streams.motion] method` (default: %(default)s)",
+        help="the streams' background model, as `[streams.motion] method` (default: the "
+        "streams' own default)",
     )
     p.add_argument(
         "--live",
@@ -217,7 +218,7 @@ def _bench_streams(args: argparse.Namespace) -> int:
         threads=args.threads,
         workers=args.workers,
         decoder=args.decoder,
-        motion_method=args.motion,
+        **({"motion_method": args.motion} if args.motion else {}),
         live=args.live,
         in_step=args.in_step,
         max_cameras=args.max_cameras,

@@ -20,15 +20,15 @@ class MotionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # KNN names an unseen camera's vehicles better, at a CPU price (measured 2026-12-05, both shared
+    # KNN by default: it names an unseen camera's vehicles better (measured 2026-12-05, both shared
     # clips, the grey perturbed four ways to see past single crossings): overhead class accuracy on
     # sure crossings 0.68-0.82 (MOG2, mean 0.75) -> 0.82-0.89 (KNN, mean 0.87), F1 0.87 -> 0.86 (3
     # more spurious counts); highway identical (F1 0.952, class 1.00). Overhead's counted cars get
     # tighter boxes (median area -15 %, the largest tenth -25 %) and more votes per track (4.1 vs
-    # 3.7). Cost at 320 px: +0.1 ms per frame (highway), +0.8 ms (overhead's busy scene);
-    # bench-streams read 9 highway / 7 overhead cameras with it against 11 / 8 with MOG2 (a slower
-    # hour of the box: not yet separated), so MOG2 stays the default until that is. counting.md
-    method: Literal["mog2", "knn"] = "mog2"
+    # 3.7). Its CPU price, MOG2 and KNN loads alternating (benchmarks/streams_ab.py): 11 highway
+    # cameras 77-78 % -> 75-77 % of frames; 8 overhead cameras real time with MOG2, 89-90 % with
+    # KNN. "mog2" serves one more busy camera in eight where names matter less. counting.md
+    method: Literal["mog2", "knn"] = "knn"
     width: int = Field(default=320, ge=64)  # detection runs at this width
     min_area: float = Field(default=0.002, gt=0, lt=1)  # share of the frame a blob must cover
     history: int = Field(default=300, ge=1)
