@@ -65,6 +65,28 @@ def test_an_unsure_camera_fires_once_with_a_reason_then_clears(reference) -> Non
     assert [s.drifting for s in changes] == [True, False] and changes[1].reason == ""
 
 
+def _unsure_share(share_in_25: int, n: int) -> list[np.ndarray]:
+    """`n` probability vectors, `share_in_25` of every 25 unsure (below any validation 10th
+    percentile), the rest sure: a window over them holds a steady low-confidence share."""
+    sure, unsure = np.array([0.98, 0.01, 0.01]), np.array([0.4, 0.3, 0.3])
+    return [unsure if i % 25 < share_in_25 else sure for i in range(n)]
+
+
+def test_a_stream_hovering_at_the_limit_does_not_chatter(reference) -> None:  # type: ignore[no-untyped-def]
+    monitor = DriftMonitor(reference, LABELS, DriftConfig(window=50, min_samples=30))
+    verdicts = []
+    # 40 % unsure (limit 35 %): drifting; 32 %: under the limit, above the 28 % that clears it;
+    # 20 %: clear. Without the hysteresis the 32 % stretch cleared the alarm
+    for share, n in ((10, 100), (8, 200), (10, 100), (8, 100), (5, 100)):
+        for scores in _unsure_share(share, n):
+            monitor.observe(scores)
+            if (status := monitor.changed()) is not None:
+                verdicts.append(status.drifting)
+        if share == 8:
+            assert monitor.drifting and monitor.status().low_confidence_share == pytest.approx(0.32)
+    assert verdicts == [True, False]
+
+
 def test_status_follows_every_observation(reference) -> None:  # type: ignore[no-untyped-def]
     """Streams ask for the status every frame; it is kept between observations, never stale."""
     monitor = DriftMonitor(reference, LABELS, DriftConfig(window=40, min_samples=10))
