@@ -97,6 +97,7 @@ class AdaptationInfo(_Record):
     held_out_tracks: int = Field(ge=0)
     original_val_top1: float
     new_camera_track_top1: float | None  # on the held-out tracks, vote over their crops
+    keep_original: float | None = None  # share of the source bundle's head averaged in
 
 
 class ScoreReference(_Record):

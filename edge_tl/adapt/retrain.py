@@ -14,6 +14,13 @@ labelled tracks, the backbone untouched (frozen features, minutes on two cores).
   held-out score says what the next vehicles of this camera will get.
 - The head is chosen on the original validation split, so what the new camera's held-out
   tracks score is not selected for; both are reported side by side, before and after.
+- The bundle's head is the new one averaged with the original (`keep_original` of the
+  original's weights: a weight-space ensemble, as WiSE-FT does for fine-tuned models; two linear
+  heads on the same features average their logits). A camera's few tracks of a class teach the
+  new head too little about it: with one bike track in the overhead clip's first half the new
+  head called 3 of 8 second-half bikes car; the average keeps the original head's view of
+  bikes and the new head's of this camera's cars (second-half class accuracy on sure crossings
+  0.80-0.85 → 0.90 under four perturbations of the motion grey; highway 1.00 both).
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ class AdaptOptions:
     # features plus the camera's mean offset): every class gets examples that look like this
     # camera, so its look is not learnt as the class most of its traffic has
     domain_shift: bool = True
+    # share of the original head in the saved one (0: the new head alone)
+    keep_original: float = 0.5
 
 
 @dataclass
@@ -122,9 +131,12 @@ def adapt_bundle(
     result = fit_linear_head(
         head_x, head_y, val_x, original_val.labels, len(labels), HeadConfig(seed=options.seed)
     )
+    keep = options.keep_original
+    new_w = (1 - keep) * result.weight + keep * old_w
+    new_b = (1 - keep) * result.bias + keep * old_b
     with torch.no_grad():
-        classifier.weight.copy_(torch.from_numpy(result.weight))
-        classifier.bias.copy_(torch.from_numpy(result.bias))
+        classifier.weight.copy_(torch.from_numpy(new_w.astype(old_w.dtype)))
+        classifier.bias.copy_(torch.from_numpy(new_b.astype(old_b.dtype)))
 
     report = AdaptReport(
         bundle=str(out),
@@ -132,18 +144,18 @@ def adapt_bundle(
         held_out_tracks=len(held),
         original_val_top1={
             "before": top1(val_x @ old_w.T + old_b, original_val.labels),
-            "after": top1(val_x @ result.weight.T + result.bias, original_val.labels),
+            "after": top1(val_x @ new_w.T + new_b, original_val.labels),
         },
         new_camera_track_top1={
             "before": _track_top1(
                 new_x[test_new], new.labels[test_new], tracks[test_new], old_w, old_b
             ),
             "after": _track_top1(
-                new_x[test_new], new.labels[test_new], tracks[test_new], result.weight, result.bias
+                new_x[test_new], new.labels[test_new], tracks[test_new], new_w, new_b
             ),
         },
     )
-    val_probabilities = softmax(val_x @ result.weight.T + result.bias)
+    val_probabilities = softmax(val_x @ new_w.T + new_b)
     with stage_bundle(out, overwrite=options.overwrite) as stage:
         stage.manifest = bundle.manifest.model_copy(deep=True)
         stage.manifest.name = out.name
@@ -161,6 +173,7 @@ def adapt_bundle(
                 held_out_tracks=len(held),
                 original_val_top1=report.original_val_top1["after"],
                 new_camera_track_top1=report.new_camera_track_top1["after"],
+                keep_original=keep,
             )
         )
         file = bundle.artifact_path(ArtifactKind.TORCH).name

@@ -74,6 +74,13 @@ def register(add_command: AddCommand) -> None:
         action="store_false",
         help="do not add the original images moved by the new camera's feature offset",
     )
+    p.add_argument(
+        "--keep-original",
+        type=float,
+        default=0.5,
+        help="share of the original head averaged into the new one: a camera's classes with "
+        "few tracks keep what the bundle knew (0: the new head alone; default: %(default)s)",
+    )
     p.add_argument("--overwrite", action="store_true")
     add_json(p)
 
@@ -146,11 +153,14 @@ def _adapt(args: argparse.Namespace) -> int:
 
     if not 0 < args.new_share < 1:
         raise EdgeTLError(f"--new-share {args.new_share}: must be between 0 and 1")
+    if not 0 <= args.keep_original < 1:
+        raise EdgeTLError(f"--keep-original {args.keep_original}: must be >= 0 and < 1")
     options = AdaptOptions(
         new_share=args.new_share,
         data_dir=args.data,
         overwrite=args.overwrite,
         domain_shift=args.domain_shift,
+        keep_original=args.keep_original,
     )
     report = adapt_bundle(args.bundle, args.labelled, args.out, options)
     if args.json:

@@ -139,10 +139,33 @@ def test_adapt_keeps_classes_holds_out_whole_tracks_and_records_the_run(
     assert run.streams == ["cam"] and run.tracks == 7 and run.held_out_tracks == 3
     assert adapted.manifest.reference is not None
 
+    assert run.keep_original == 0.5
+
+    # the saved head is the new head averaged with the original one, weight by weight
+    alone = tmp_path / "alone"
+    result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(alone),
+                     "--keep-original", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    original, new, mixed = (_head(b) for b in (exported_bundle, alone, out))
+    for part in range(2):
+        assert not np.allclose(new[part], original[part])
+        np.testing.assert_allclose(mixed[part], (new[part] + original[part]) / 2, atol=1e-5)
+    result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(tmp_path / "c"),
+                     "--keep-original", "1")  # fmt: skip
+    assert result.returncode == 1 and "--keep-original 1.0: must be" in result.stderr
+
     (labelled / "airplane").mkdir()
     shutil.copy(next((tiny_dataset / "disc").iterdir()), labelled / "airplane" / "cam__p__0.png")
     result = run_cli("adapt", str(exported_bundle), str(labelled), "-o", str(tmp_path / "b"))
     assert result.returncode == 1 and "airplane are not labels of the model" in result.stderr
+
+
+def _head(bundle: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's weight and bias in a bundle's model.pt."""
+    from edge_tl.models.checkpoint import load_model
+
+    classifier = load_model(bundle / "model.pt").get_classifier()
+    return classifier.weight.detach().numpy(), classifier.bias.detach().numpy()
 
 
 @pytest.mark.slow
