@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams_soak import bench_config  # noqa: E402  (this folder is on sys.path when run)
+
 from edge_tl.bench.streams import StreamBenchConfig, run_load  # noqa: E402
 from edge_tl.bench.system import system_info  # noqa: E402
 
@@ -50,15 +52,7 @@ def main() -> None:
         parser.error("--values takes exactly two values")
     if args.field not in {f.name for f in dataclasses.fields(StreamBenchConfig)}:
         parser.error(f"--field {args.field}: not a StreamBenchConfig field")
-    base = StreamBenchConfig(
-        args.bundle,
-        args.clip,
-        backend=args.backend,
-        precision=args.precision,
-        threads=args.threads,
-        workers=args.workers,
-        seconds=args.seconds,
-    )
+    base = bench_config(args)
     loads: list[dict] = []
     for round_index in range(args.rounds):
         for value in values:

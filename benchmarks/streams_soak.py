@@ -20,6 +20,20 @@ from edge_tl.bench.streams import StreamBenchConfig, run_load  # noqa: E402
 from edge_tl.bench.system import system_info  # noqa: E402
 
 
+def bench_config(args: argparse.Namespace, **more: object) -> StreamBenchConfig:
+    """The loads' settings from the options these scripts share."""
+    return StreamBenchConfig(
+        args.bundle,
+        args.clip,
+        backend=args.backend,
+        precision=args.precision,
+        threads=args.threads,
+        workers=args.workers,
+        seconds=args.seconds,
+        **more,  # type: ignore[arg-type]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bundle", type=Path, required=True)
@@ -32,16 +46,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "streams")
     args = parser.parse_args()
-    config = StreamBenchConfig(
-        args.bundle,
-        args.clip,
-        backend=args.backend,
-        precision=args.precision,
-        threads=args.threads,
-        workers=args.workers,
-        seconds=args.seconds,
-        warmup_s=10,
-    )
+    config = bench_config(args, warmup_s=10)
     load = run_load(config, args.cameras)
     result = {"config": {k: str(v) for k, v in vars(args).items()}, **load, "system": system_info()}
     args.out.mkdir(parents=True, exist_ok=True)
