@@ -278,8 +278,11 @@ class WorkerPool:
         while not self._reloads.empty():
             self._reloads.get_nowait()
         for control in self._controls:
-            if control is not None:
-                control.put("reload")
+            try:
+                if control is not None:
+                    control.put("reload")
+            except ValueError:  # closed meanwhile: its worker died (it misses this reload)
+                pass
         answers: dict[int, tuple[bool, str]] = {}
         deadline = time.monotonic() + _RELOAD_TIMEOUT_S
         while len(answers) < len(self._controls) and time.monotonic() < deadline:
