@@ -47,11 +47,14 @@ class MotionDetector:
         self._subtractor = _subtractor(self.config)
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self._frames = 0
+        self.mask: np.ndarray | None = None  # the last frame's foreground, before dilation
+        self.mask_scale = 1.0  # its size as a share of the frame's
 
     def reset(self) -> None:
         """Forget the background (the camera moved): learn it again from the next frames."""
         self._subtractor = _subtractor(self.config)
         self._frames = 0
+        self.mask = None
 
     def detect(self, frame: np.ndarray) -> list[Box]:
         return self.detect_grey(*small_grey(frame, self.config.width))
@@ -64,6 +67,8 @@ class MotionDetector:
         if self._frames <= self.config.warmup_frames:
             return []
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
+        # before dilation joins neighbours: where side-by-side vehicles are told apart
+        self.mask, self.mask_scale = mask, scale
         mask = cv2.dilate(mask, self._kernel, iterations=2)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         min_area = self.config.min_area * grey.shape[0] * grey.shape[1]

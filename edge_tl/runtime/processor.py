@@ -47,6 +47,7 @@ from edge_tl.runtime.events import camera_event, drift_event, make_event
 from edge_tl.runtime.harvest import Harvester
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
+from edge_tl.runtime.side_by_side import Line, split_at_line
 from edge_tl.runtime.sources import Frame
 from edge_tl.runtime.tracker import IouTracker, Track, overlap
 
@@ -100,6 +101,7 @@ class StreamProcessor:
         self._inflight: list[tuple[Track, Future[Prediction], np.ndarray, int]] = []
         # counted (track, the frame it crossed in, its box there), waiting for their classes
         self._counting: list[tuple[Track, Frame, Box]] = []
+        self._split_from: dict[int, int] = {}  # a side-by-side vehicle's id: its blob's track
         self._last: Prediction | None = None  # the latest prediction collected
         self.harvester = (
             Harvester(config.harvest, config.name, config.harvest_crops, config.harvest_max_mb)
@@ -272,13 +274,30 @@ class StreamProcessor:
                 track.deferred = []
         for track in crossing:
             if not self._recounted(track, frame.index):
-                self._counting.append((track, frame, track.box))
+                self._count(track, frame, line_px, detector)
         if self._counting:
             # the prior's use is decided on every classification made so far
             if self.drift is not None and (status := self.drift.changed()) is not None:
                 yield drift_event(config.name, frame, status)
             yield from self._counted_events()
         self._tracker.expire(frame.index)
+
+    def _count(self, track: Track, frame: Frame, line_px: Line, detector: MotionDetector) -> None:
+        """Queue `track`'s count. A blob holding vehicles side by side on the line counts each:
+        the track with its widest part's box, the others as new tracks classified from their
+        part of this frame."""
+        parts = [track.box]
+        if detector.mask is not None:
+            parts = split_at_line(
+                detector.mask, detector.mask_scale, line_px, track.box, self.config.split_min_width
+            )
+        self._counting.append((track, frame, parts[0]))
+        for box in parts[1:]:
+            part = self._tracker.new_track(box, frame.index)
+            part.counted = True
+            self._split_from[part.id] = track.id
+            self._submit(part, self._crop(frame, box), frame.index)
+            self._counting.append((part, frame, box))
 
     def _counted_events(self) -> Iterator[dict[str, Any]]:
         """Count events, in crossing order, of the tracks whose classifications are all in
@@ -293,6 +312,9 @@ class StreamProcessor:
             scores = self._final(scores, track.mean_prior())
             label = self.labels[int(scores.argmax())]
             self.counts[label] += 1
+            extra = {}
+            if (parent := self._split_from.pop(track.id, None)) is not None:
+                extra["split_from"] = parent
             event = self._event(
                 "count",
                 frame,
@@ -302,6 +324,7 @@ class StreamProcessor:
                 track_id=track.id,
                 votes=track.classified,
                 counts=dict(self.counts),
+                **extra,
             )
             if self.harvester is not None:
                 self._harvest(self.harvester, track, event)

@@ -117,11 +117,17 @@ class IouTracker:
             seen.append(track)
         for bi, box in enumerate(boxes):
             if bi not in used_boxes:
-                track = Track(self._next_id, box, frame_index, frame_index)
+                track = self.new_track(box, frame_index)
                 self.tracks[track.id] = track
-                self._next_id += 1
                 seen.append(track)
         return seen
+
+    def new_track(self, box: Box, frame_index: int) -> Track:
+        """A track with an id of its own that this tracker does not follow (a vehicle told
+        apart from another's blob where it crossed the line)."""
+        track = Track(self._next_id, box, frame_index, frame_index)
+        self._next_id += 1
+        return track
 
     def clear(self) -> None:
         """Drop every track (the camera moved: boxes and sides no longer mean anything)."""

@@ -1,0 +1,134 @@
+"""Vehicles side by side in one blob, told apart on the counting line: synthetic masks, then
+the stream processor on an OpenCV-encoded clip decoded back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_tl.bundle import Bundle
+from edge_tl.runtime.backends import create_backend
+from edge_tl.runtime.classify import Classifier
+from edge_tl.runtime.config import StreamConfig
+from edge_tl.runtime.processor import StreamProcessor
+from edge_tl.runtime.scheduler import BatchScheduler
+from edge_tl.runtime.side_by_side import foreground_runs, split_at_line
+from edge_tl.runtime.sources import VideoFileSource
+from tests.conftest import _pattern
+
+HORIZONTAL = ((0.0, 100.0), (400.0, 100.0))
+
+
+def _mask(*rects: tuple[int, int, int, int], shape: tuple[int, int] = (200, 400)) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for x, y, w, h in rects:
+        mask[y : y + h, x : x + w] = 255
+    return mask
+
+
+def _contains(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
+    ox, oy, ow, oh = outer
+    ix, iy, iw, ih = inner
+    return ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
+
+
+def test_runs_close_small_gaps_only() -> None:
+    profile = np.array([0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0], bool)
+    assert foreground_runs(profile, max_gap=2) == [(1, 6), (10, 10)]
+    assert foreground_runs(profile, max_gap=1) == [(1, 2), (5, 6), (10, 10)]
+    assert foreground_runs(np.zeros(5, bool)) == []
+
+
+def test_two_vehicles_side_by_side_become_two_boxes_widest_first() -> None:
+    # a car 60 px wide and a motorbike 24 px wide, 10 px of road between them, one blob box
+    car, bike = (100, 60, 60, 90), (170, 80, 24, 50)
+    blob = (96, 56, 102, 98)
+    parts = split_at_line(_mask(car, bike), 1.0, HORIZONTAL, blob, min_width=0.05)
+    assert len(parts) == 2
+    assert _contains(parts[0], car) and not _contains(parts[0], bike)
+    assert _contains(parts[1], bike) and not _contains(parts[1], car)
+    assert all(_contains(blob, part) for part in parts)
+    # the motorbike's box is its own height, not the whole blob's
+    assert parts[1][3] < blob[3]
+
+
+def test_a_vehicles_outline_strips_do_not_split_it() -> None:
+    # a car the background model marked as its outline: two 6 px sides, a plain roof between
+    sides = ((100, 60, 6, 90), (154, 60, 6, 90))
+    blob = (96, 56, 68, 98)
+    assert split_at_line(_mask(*sides), 1.0, HORIZONTAL, blob, min_width=0.05) == [blob]
+    # and no split at all when asked for none
+    two = _mask((100, 60, 60, 90), (170, 80, 24, 50))
+    assert split_at_line(two, 1.0, HORIZONTAL, (96, 56, 102, 98), min_width=0) == [
+        (96, 56, 102, 98)
+    ]
+
+
+def test_split_follows_a_vertical_line_and_the_mask_scale() -> None:
+    # full frame 800 x 400, mask at half size; vehicles one above the other cross x = 400
+    mask = _mask((180, 40, 60, 40), (180, 90, 60, 40))
+    vertical = ((400.0, 0.0), (400.0, 400.0))
+    blob = (352, 72, 136, 184)
+    parts = split_at_line(mask, 0.5, vertical, blob, min_width=0.05)
+    assert len(parts) == 2
+    tops = sorted(part[1] for part in parts)
+    assert tops[0] < 160 <= tops[1]  # one part per vehicle: above and below y = 160
+
+
+def make_side_by_side_clip(path: Path, gap: int, size: tuple[int, int] = (320, 180)) -> None:
+    """Two patterned objects cross left to right one above the other, `gap` pixels apart,
+    over a static noisy background, then one alone."""
+    rng = np.random.default_rng(0)
+    width, height = size
+    background = np.clip(rng.normal(110, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+    sprite = cv2.resize(_pattern("checker", rng), (48, 48), interpolation=cv2.INTER_NEAREST)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 20, size)
+    for _ in range(15):
+        writer.write(background)
+    for rows in ([40, 40 + 48 + gap], [60]):
+        for x in range(-48, width + 1, 8):
+            frame = background.copy()
+            x0, x1 = max(0, x), min(width, x + 48)
+            for y in rows:
+                if x1 > x0:
+                    frame[y : y + 48, x0:x1] = sprite[:, x0 - x : x1 - x]
+            writer.write(frame)
+        for _ in range(4):
+            writer.write(background)
+    writer.release()
+
+
+@pytest.mark.slow
+def test_a_blob_of_two_vehicles_side_by_side_counts_two(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    make_side_by_side_clip(tmp_path / "pair.mp4", gap=6)  # dilation joins 6 px: one blob
+    bundle = Bundle.load(exported_bundle)
+
+    def counts(split_min_width: float) -> list[dict]:
+        with create_backend(bundle, "onnxruntime") as backend:
+            scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
+            config = StreamConfig(
+                name="pair", source="-", mode="motion", split_min_width=split_min_width
+            )
+            processor = StreamProcessor(config, scheduler, bundle.labels)
+            events = [
+                e for f in VideoFileSource(tmp_path / "pair.mp4") for e in processor.process(f)
+            ]
+            events += list(processor.finish())
+            scheduler.close()
+        return [e for e in events if e["kind"] == "count"]
+
+    joined = counts(0.0)
+    assert len(joined) == 2  # the pair's blob once, the single object once
+    split = counts(StreamConfig.model_fields["split_min_width"].default)
+    assert len(split) == 3
+    pair = [e for e in split if e["frame"] == split[0]["frame"]]
+    assert len(pair) == 2 and pair[1]["split_from"] == pair[0]["track_id"]
+    assert pair[1]["track_id"] != pair[0]["track_id"] and pair[1]["votes"] == 1
+    upper, lower = sorted(pair, key=lambda e: e["box"][1])
+    assert upper["box"][1] + upper["box"][3] <= lower["box"][1] + 8  # one object each
+    assert "split_from" not in split[2]
