@@ -23,7 +23,7 @@ KEEP = (
     "crossings", "sure_crossings", "counted", "matched", "missed", "spurious",
     "edge_case_counts", "recall", "precision", "f1", "class_accuracy_sure",
     "class_accuracy_all", "per_class", "confusion", "missed_frames", "spurious_frames",
-    "backend", "frames", "settings", "drift_events", "camera_moved_frames",
+    "backend", "frames", "settings", "drift_events", "camera_moved_frames", "split_frames",
 )  # fmt: skip
 
 

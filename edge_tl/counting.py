@@ -309,6 +309,8 @@ def evaluate_counts(
     result["camera_moved_frames"] = [
         e["frame"] for e in collected.events if e["kind"] == "camera_moved"
     ]
+    # vehicles told apart from a neighbour's blob at the line (split_min_width)
+    result["split_frames"] = [e["frame"] for e in collected.events if "split_from" in e]
     return {
         "clip": str(clip),
         "ground_truth": str(truth_path),

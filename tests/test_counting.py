@@ -172,3 +172,4 @@ def test_eval_counts_end_to_end_on_a_real_clip(exported_bundle: Path, tmp_path: 
     counts = [json.loads(line) for line in events.read_text().splitlines()]
     assert sum(e["kind"] == "count" for e in counts) == report["counted"]
     assert sum(r["counted"] for r in report["per_class"].values()) == report["counted"]
+    assert report["split_frames"] == [e["frame"] for e in counts if "split_from" in e]

@@ -82,7 +82,7 @@ class StreamConfig(_Strict):
     # a crossing blob counts once per run of foreground along the line at least this wide (a
     # share of the motion detection width; 0: once per blob): vehicles side by side that one
     # blob joined. Runs measured on the overhead clip at 320 px: side-by-side vehicles 22-36
-    # px, a single vehicle's outline strips 8-15 px; 0.04-0.06 counted alike (counting.md)
+    # px, a single vehicle's outline strips 8-15 px; 0.045-0.06 counted alike (counting.md)
     split_min_width: float = Field(default=0.05, ge=0, lt=1)
     min_hits: int = Field(default=2, ge=1)  # frames a track is seen before it is classified
     classify_every: int = Field(default=3, ge=1)  # frames between classifications of a track
