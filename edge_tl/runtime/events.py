@@ -15,7 +15,7 @@ Every event is one JSON object (one line in a .jsonl file):
 | `box` | [x, y, w, h] | full-frame pixels of the frame, region or track (of its own part of the blob when a count split it) |
 | `track_id` | int | motion mode: the track's id (absent otherwise) |
 | `votes` | int | motion mode: how many crops of the track were classified |
-| `split_from` | int | count events: present when this vehicle crossed side by side with track `split_from` inside one moving blob; it got a track id of its own and one vote, its crop where it crossed |
+| `split_from` | int | count events: present when this vehicle crossed side by side with track `split_from` inside one moving blob; it got a track id of its own and one vote, its crop from the frame that showed the two apart on the line |
 | `roi` | int | roi mode: the region's index |
 | `prior` | bool | present (true) when the bundle's ImageNet prior was fused into `class`, `score` and `top` (the stream drifts, or `prior = "always"`) |
 | `harvest_id` | str | motion mode with `harvest`: the track's id in `tracks.jsonl` (null when writing failed) |

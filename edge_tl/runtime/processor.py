@@ -47,7 +47,7 @@ from edge_tl.runtime.events import camera_event, drift_event, make_event
 from edge_tl.runtime.harvest import Harvester
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
-from edge_tl.runtime.side_by_side import Line, split_at_line
+from edge_tl.runtime.side_by_side import Line, split_at_line, straddles
 from edge_tl.runtime.sources import Frame
 from edge_tl.runtime.tracker import IouTracker, Track, overlap
 
@@ -60,6 +60,12 @@ UNCLASSIFIED = "unclassified"
 # swept 0.3-1.0 on the overhead clip: 0.3-0.5 also merge neighbours (real crossings lost),
 # 0.85 and above let split blobs count twice; 0.7 kept every real crossing but one
 RECOUNT_OVERLAP = 0.7
+
+# a blob counts as several vehicles when it showed them side by side on the line in the frame
+# its centre crossed, or in this many frames before: a vehicle's own mask can break for one
+# frame (a synthetic checkerboard's did, under one state of the background model's random
+# sampling), while real pairs lie across the line for several
+SIDE_BY_SIDE_FRAMES = 2
 
 # frames between submitting a crop and taking its vote: 0.5 s at 30 fps. A CPU box near its
 # capacity keeps crops in the inference queue that long at times; with 3 frames the streams
@@ -102,6 +108,9 @@ class StreamProcessor:
         # counted (track, the frame it crossed in, its box there), waiting for their classes
         self._counting: list[tuple[Track, Frame, Box]] = []
         self._split_from: dict[int, int] = {}  # a side-by-side vehicle's id: its blob's track
+        # per track across the line: the most vehicles seen side by side in it (boxes, crops),
+        # in how many frames, the last of them
+        self._beside: dict[int, tuple[list[Box], list[np.ndarray], int, int]] = {}
         self._last: Prediction | None = None  # the latest prediction collected
         self.harvester = (
             Harvester(config.harvest, config.name, config.harvest_crops, config.harvest_max_mb)
@@ -246,6 +255,9 @@ class StreamProcessor:
         ]  # fmt: skip
         height, width = frame.shape
         line_px = tuple((x * width, y * height) for x, y in config.line)
+        for track in tracks:
+            if track.hits >= config.min_hits and not track.counted:
+                self._look_beside(track, frame, line_px, detector)
         crossing = [
             t for t in tracks if t.hits >= config.min_hits and IouTracker.check_crossing(t, line_px)
         ]
@@ -274,29 +286,46 @@ class StreamProcessor:
                 track.deferred = []
         for track in crossing:
             if not self._recounted(track, frame.index):
-                self._count(track, frame, line_px, detector)
+                self._count(track, frame)
         if self._counting:
             # the prior's use is decided on every classification made so far
             if self.drift is not None and (status := self.drift.changed()) is not None:
                 yield drift_event(config.name, frame, status)
             yield from self._counted_events()
-        self._tracker.expire(frame.index)
+        for track in self._tracker.expire(frame.index):
+            self._beside.pop(track.id, None)
 
-    def _count(self, track: Track, frame: Frame, line_px: Line, detector: MotionDetector) -> None:
-        """Queue `track`'s count. A blob holding vehicles side by side on the line counts each:
-        the track with its widest part's box, the others as new tracks classified from their
-        part of this frame."""
-        parts = [track.box]
-        if detector.mask is not None:
-            parts = split_at_line(
-                detector.mask, detector.mask_scale, line_px, track.box, self.config.split_min_width
-            )
+    def _look_beside(
+        self, track: Track, frame: Frame, line_px: Line, detector: MotionDetector
+    ) -> None:
+        """While `track`'s blob lies across the line, keep the frame that showed the most
+        vehicles side by side in it (its box first, then the others' boxes and crops): a pair
+        seen apart for a few frames may look like one just as its centre crosses."""
+        if detector.mask is None or not straddles(line_px, track.box):
+            return
+        parts = split_at_line(
+            detector.mask, detector.mask_scale, line_px, track.box, self.config.split_min_width
+        )
+        if len(parts) < 2:
+            return
+        kept, crops, seen, _ = self._beside.get(track.id, ([], [], 0, 0))
+        if len(parts) >= len(kept):
+            kept, crops = parts, [self._crop(frame, box).copy() for box in parts[1:]]
+        self._beside[track.id] = (kept, crops, seen + 1, frame.index)
+
+    def _count(self, track: Track, frame: Frame) -> None:
+        """Queue `track`'s count. A blob that held vehicles side by side on the line counts
+        each: the track with its own part's box, the others as new tracks classified from
+        their part of the frame that showed them apart."""
+        parts, crops, seen, last = self._beside.pop(track.id, ([track.box], [], 0, -1))
+        if seen < SIDE_BY_SIDE_FRAMES and last != frame.index:
+            parts, crops = [track.box], []
         self._counting.append((track, frame, parts[0]))
-        for box in parts[1:]:
+        for box, crop in zip(parts[1:], crops, strict=True):
             part = self._tracker.new_track(box, frame.index)
             part.counted = True
             self._split_from[part.id] = track.id
-            self._submit(part, self._crop(frame, box), frame.index)
+            self._submit(part, crop, frame.index)
             self._counting.append((part, frame, box))
 
     def _counted_events(self) -> Iterator[dict[str, Any]]:

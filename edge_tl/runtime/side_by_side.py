@@ -6,7 +6,8 @@ count. Along the counting line the foreground of such a blob still comes in sepa
 per vehicle, with road between them; a single vehicle is one run, or one wide run and thin
 strips (the background model marks a moving vehicle's outline more than its plain roof).
 So a crossing blob counts once per run of foreground at least `min_width` wide, sampled in
-the detector's mask before dilation.
+the detector's mask before dilation, in the frame its centre crosses or in the frames before
+while it lies across the line (the stream processor keeps the best of them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from edge_tl.runtime.motion import Box
 
-__all__ = ["Line", "split_at_line", "foreground_runs"]
+__all__ = ["Line", "split_at_line", "straddles", "foreground_runs"]
 
 Line = tuple[tuple[float, float], tuple[float, float]]
 
@@ -37,6 +38,17 @@ def foreground_runs(profile: np.ndarray, max_gap: int = MAX_GAP_PX) -> list[tupl
     starts = np.concatenate(([on[0]], on[breaks + 1]))
     ends = np.concatenate((on[breaks], [on[-1]]))
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def straddles(line_px: Line, box: Box) -> bool:
+    """Whether `box` lies across the line (corners on both sides of it)."""
+    (x1, y1), (x2, y2) = line_px
+    x, y, w, h = box
+    sides = [
+        (x2 - x1) * (cy - y1) - (y2 - y1) * (cx - x1)
+        for cx, cy in ((x, y), (x + w, y), (x, y + h), (x + w, y + h))
+    ]
+    return min(sides) < 0 < max(sides)
 
 
 def split_at_line(
