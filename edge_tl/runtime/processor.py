@@ -238,6 +238,7 @@ class StreamProcessor:
                 yield camera_event(config.name, frame, camera.shift_px)
             if camera.moving and config.camera_motion.pause_counting:
                 self._tracker.clear()  # boxes and line sides mean nothing while it moves
+                self._beside.clear()
                 self._vehicles = []
                 return
             if camera.settled and config.camera_motion.relearn:
