@@ -10,9 +10,13 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MotionConfig", "MotionDetector", "Box", "small_grey", "shrink"]
+__all__ = ["MotionConfig", "MotionDetector", "Box", "DILATION_PX", "small_grey", "shrink"]
 
 Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+
+KERNEL_PX = 5  # the elliptic kernel of the opening and the dilation
+DILATIONS = 2  # dilation passes that join a vehicle's broken mask into one blob
+DILATION_PX = KERNEL_PX // 2 * DILATIONS  # how far dilation grows a blob, in mask pixels
 
 
 class MotionConfig(BaseModel):
@@ -45,7 +49,7 @@ class MotionDetector:
     def __init__(self, config: MotionConfig | None = None) -> None:
         self.config = config or MotionConfig()
         self._subtractor = _subtractor(self.config)
-        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (KERNEL_PX, KERNEL_PX))
         self._frames = 0
         self.mask: np.ndarray | None = None  # the last frame's foreground, before dilation
         self.mask_scale = 1.0  # its size as a share of the frame's
@@ -69,7 +73,7 @@ class MotionDetector:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         # before dilation joins neighbours: where side-by-side vehicles are told apart
         self.mask, self.mask_scale = mask, scale
-        mask = cv2.dilate(mask, self._kernel, iterations=2)
+        mask = cv2.dilate(mask, self._kernel, iterations=DILATIONS)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         min_area = self.config.min_area * grey.shape[0] * grey.shape[1]
         boxes = []

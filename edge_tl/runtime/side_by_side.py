@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from edge_tl.runtime.motion import Box
+from edge_tl.runtime.motion import DILATION_PX, Box
 
 __all__ = ["Line", "split_at_line", "straddles", "foreground_runs"]
 
@@ -25,7 +25,6 @@ Line = tuple[tuple[float, float], tuple[float, float]]
 BAND_PX = 2  # mask rows either side of the line that count as on it
 # road this wide (mask pixels) or less inside a run does not separate two vehicles
 MAX_GAP_PX = 2
-DILATION_PX = 4  # how far the detector's dilation grows a blob (two 5x5 passes), mask pixels
 
 
 def foreground_runs(profile: np.ndarray, max_gap: int = MAX_GAP_PX) -> list[tuple[int, int]]:
