@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from edge_tl.runtime.motion import DILATION_PX, Box
+from edge_tl.runtime.tracker import along, crossed
 
 __all__ = ["Line", "split_at_line", "straddles", "foreground_runs"]
 
@@ -39,14 +40,14 @@ def foreground_runs(profile: np.ndarray, max_gap: int = MAX_GAP_PX) -> list[tupl
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
+def _corners(box: Box) -> tuple[tuple[int, int], ...]:
+    x, y, w, h = box
+    return (x, y), (x + w, y), (x, y + h), (x + w, y + h)
+
+
 def straddles(line_px: Line, box: Box) -> bool:
     """Whether `box` lies across the line (corners on both sides of it)."""
-    (x1, y1), (x2, y2) = line_px
-    x, y, w, h = box
-    sides = [
-        (x2 - x1) * (cy - y1) - (y2 - y1) * (cx - x1)
-        for cx, cy in ((x, y), (x + w, y), (x, y + h), (x + w, y + h))
-    ]
+    sides = [crossed(line_px, corner) for corner in _corners(box)]
     return min(sides) < 0 < max(sides)
 
 
@@ -61,10 +62,8 @@ def split_at_line(
     length = math.hypot(dx, dy)
     if length == 0 or min_width <= 0:
         return [box]
-    x, y, w, h = box
-    corners = ((x, y), (x + w, y), (x, y + h), (x + w, y + h))
-    along = [((cx - x1) * dx + (cy - y1) * dy) / length**2 for cx, cy in corners]
-    t0, t1 = max(0.0, min(along)), min(1.0, max(along))
+    fractions = [along(line_px, corner) for corner in _corners(box)]
+    t0, t1 = max(0.0, min(fractions)), min(1.0, max(fractions))
     samples = math.ceil((t1 - t0) * length * scale) + 1
     if t1 <= t0 or samples < 2:
         return [box]

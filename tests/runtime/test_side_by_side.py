@@ -114,30 +114,27 @@ def make_side_by_side_clip(
     writer.release()
 
 
+def count_events(bundle_dir: Path, clip: Path, **settings: float) -> list[dict]:
+    """The count events of the motion pipeline on `clip` (real ONNX Runtime classifier)."""
+    bundle = Bundle.load(bundle_dir)
+    with create_backend(bundle, "onnxruntime") as backend:
+        scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
+        config = StreamConfig(name=clip.stem, source="-", mode="motion", **settings)
+        processor = StreamProcessor(config, scheduler, bundle.labels)
+        events = [e for f in VideoFileSource(clip) for e in processor.process(f)]
+        events += list(processor.finish())
+        scheduler.close()
+    return [e for e in events if e["kind"] == "count"]
+
+
 @pytest.mark.slow
 def test_a_blob_of_two_vehicles_side_by_side_counts_two(
     exported_bundle: Path, tmp_path: Path
 ) -> None:
     make_side_by_side_clip(tmp_path / "pair.mp4", gap=6)  # dilation joins 6 px: one blob
-    bundle = Bundle.load(exported_bundle)
-
-    def counts(split_min_width: float) -> list[dict]:
-        with create_backend(bundle, "onnxruntime") as backend:
-            scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
-            config = StreamConfig(
-                name="pair", source="-", mode="motion", split_min_width=split_min_width
-            )
-            processor = StreamProcessor(config, scheduler, bundle.labels)
-            events = [
-                e for f in VideoFileSource(tmp_path / "pair.mp4") for e in processor.process(f)
-            ]
-            events += list(processor.finish())
-            scheduler.close()
-        return [e for e in events if e["kind"] == "count"]
-
-    joined = counts(0.0)
+    joined = count_events(exported_bundle, tmp_path / "pair.mp4", split_min_width=0.0)
     assert len(joined) == 2  # the pair's blob once, the single object once
-    split = counts(StreamConfig.model_fields["split_min_width"].default)
+    split = count_events(exported_bundle, tmp_path / "pair.mp4")
     assert len(split) == 3
     pair = [e for e in split if e["frame"] == split[0]["frame"]]
     assert len(pair) == 2 and pair[1]["split_from"] == pair[0]["track_id"]
@@ -155,16 +152,6 @@ def test_a_pair_seen_apart_on_the_line_counts_two_even_when_joined_as_it_crosses
     # (the crossing frame alone shows one vehicle; passed under 8 seeds of OpenCV's RNG, which
     # the KNN background model samples with)
     make_side_by_side_clip(tmp_path / "closing.mp4", gap=12, closing=4)
-    bundle = Bundle.load(exported_bundle)
-    with create_backend(bundle, "onnxruntime") as backend:
-        scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
-        config = StreamConfig(name="closing", source="-", mode="motion")
-        processor = StreamProcessor(config, scheduler, bundle.labels)
-        events = [
-            e for f in VideoFileSource(tmp_path / "closing.mp4") for e in processor.process(f)
-        ]
-        events += list(processor.finish())
-        scheduler.close()
-    counts = [e for e in events if e["kind"] == "count"]
+    counts = count_events(exported_bundle, tmp_path / "closing.mp4")
     assert len(counts) == 3
     assert sum("split_from" in e for e in counts) == 1
