@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from edge_tl.counting import (
@@ -17,6 +19,13 @@ from edge_tl.counting import (
     load_ground_truth,
     match_counts,
     position_along,
+)
+from edge_tl.counting.gallery import (
+    CONTEXT_FRAMES,
+    INDEX_FILE,
+    PANEL_WIDTH,
+    count_errors,
+    write_gallery,
 )
 from edge_tl.errors import EdgeTLError
 from tests.conftest import SHARED_DATA, run_cli
@@ -127,9 +136,9 @@ def test_count_events_take_the_box_centre_and_skip_other_kinds() -> None:
     line = ((100.0, 250.0), (900.0, 250.0))
     events = [
         {"kind": "class", "frame": 1, "box": [0, 0, 10, 10], "class": "car"},
-        {"kind": "count", "frame": 7, "box": [380, 200, 40, 100], "class": "truck"},
+        {"kind": "count", "frame": 7, "box": [380, 200, 40, 100], "class": "truck", "track_id": 12},
     ]
-    assert count_events(events, line) == [CountedEvent(7, 300.0, "truck")]
+    assert count_events(events, line) == [CountedEvent(7, 300.0, "truck", (380, 200, 40, 100), 12)]
 
 
 def test_bad_ground_truth_names_file_and_field(tmp_path: Path) -> None:
@@ -140,6 +149,108 @@ def test_bad_ground_truth_names_file_and_field(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(EdgeTLError, match=r"clip\.counts\.json: not valid JSON"):
         load_ground_truth(path)
+
+
+def _gallery_case() -> tuple[GroundTruth, list[CountedEvent]]:
+    """One of each error on a 400 x 200 ground truth (line at y = 100, from x = 40 to 360)."""
+    truth = GroundTruth.model_validate(
+        {
+            "resolution": {"width": 400, "height": 200},
+            "line": [[0.1, 0.5], [0.9, 0.5]],
+            "crossings": [
+                {"frame": 10, "class": "car", "pos_px_along_line": 60},  # named right
+                {"frame": 20, "class": "bike", "pos_px_along_line": 200},  # missed
+                {"frame": 30, "class": "truck", "pos_px_along_line": 100},  # named car
+                {"frame": 40, "class": "car", "confidence": "unsure", "pos_px_along_line": 100},
+            ],
+            "edge_cases": [{"frame": 50, "pos_px_along_line": 250}],
+        }
+    )
+    events = [
+        CountedEvent(11, 62, "car", (80, 80, 44, 40), 1),
+        CountedEvent(31, 104, "car", (120, 80, 48, 40), 2),
+        CountedEvent(41, 100, "truck", (116, 80, 48, 40), 3),  # unsure: not judged on class
+        CountedEvent(52, 250, "car", (270, 80, 40, 40), 4),  # an edge case: neither way
+        CountedEvent(70, 280, "bike", (300, 70, 40, 60), 5),  # spurious
+    ]
+    return truth, events
+
+
+def test_errors_are_misses_spurious_counts_and_sure_crossings_named_wrong() -> None:
+    truth, events = _gallery_case()
+    errors = count_errors(events, truth)
+    assert [(e.kind, e.frame, e.truth, e.counted) for e in errors] == [
+        ("missed", 20, "bike", None),
+        ("class", 31, "truck", "car"),
+        ("spurious", 70, None, "bike"),
+    ]
+    assert [e.file_name for e in errors] == [
+        "missed-00020-bike.jpg",
+        "class-00031-truck-as-car.jpg",
+        "spurious-00070-bike.jpg",
+    ]
+    assert errors[2].box == (300, 70, 40, 60) and errors[2].track_id == 5
+
+
+def _numbered_clip(path: Path, frames: int, size: tuple[int, int]) -> Path:
+    """Frame i is flat grey 3 * i: which frame a panel shows can be read from its pixels."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 3 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def test_gallery_draws_each_error_between_its_neighbours(tmp_path: Path) -> None:
+    truth, events = _gallery_case()
+    # the clip at twice the ground truth's resolution: boxes are drawn where the truth puts them
+    clip = _numbered_clip(tmp_path / "clip.mp4", 80, (800, 400))
+    out = tmp_path / "errors"
+    drawn = write_gallery(clip, truth, events, out)
+    index = json.loads((out / INDEX_FILE).read_text())
+    assert [entry["file"] for entry in index] == [e.file_name for e in drawn]
+    assert sorted(p.name for p in out.iterdir()) == sorted([INDEX_FILE, *index_files(index)])
+    picture = cv2.imread(str(out / "spurious-00070-bike.jpg"))
+    height = round(200 * PANEL_WIDTH / 400)
+    assert picture.shape == (height, 3 * PANEL_WIDTH, 3)
+    # panels: frames 62, 70, 78 (grey 3 * i), read in a corner away from the drawings
+    scale = PANEL_WIDTH / 400
+    greys = [
+        float(np.median(picture[10:40, k * PANEL_WIDTH + 300 : k * PANEL_WIDTH + 380]))
+        for k in range(3)
+    ]
+    expected = [3 * (70 + d) for d in (-CONTEXT_FRAMES, 0, CONTEXT_FRAMES)]
+    assert greys == pytest.approx(expected, abs=6)
+    # the spurious count's box (300, 70, 40, 60) in red on the middle panel only
+    x0, y0 = PANEL_WIDTH + round(300 * scale), round(70 * scale)
+    edge = picture[y0 + 5 : y0 + round(50 * scale), x0 - 1 : x0 + 2].reshape(-1, 3).mean(axis=0)
+    assert edge[2] > 150 and edge[0] < 100 and edge[1] < 100
+    before = picture[y0 + 5 : y0 + round(50 * scale), x0 - 1 - PANEL_WIDTH : x0 + 2 - PANEL_WIDTH]
+    redness = before[..., 2].astype(int) - before[..., 1]  # the line crosses it: median
+    assert float(np.median(redness)) < 10
+
+
+def index_files(index: list[dict]) -> list[str]:
+    return [entry["file"] for entry in index]
+
+
+def test_gallery_replaces_an_earlier_gallery_but_nothing_else(tmp_path: Path) -> None:
+    truth, events = _gallery_case()
+    clip = _numbered_clip(tmp_path / "clip.mp4", 80, (400, 200))
+    out = tmp_path / "errors"
+    write_gallery(clip, truth, events, out)
+    (out / "missed-09999-car.jpg").write_bytes(b"stale")  # from an earlier, different run
+    write_gallery(clip, truth, events[:2], out)  # now the spurious count is gone
+    assert not (out / "missed-09999-car.jpg").exists()
+    assert not (out / "spurious-00070-bike.jpg").exists()
+    assert (out / "missed-00020-bike.jpg").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(EdgeTLError, match=r"mine: exists and is not an error gallery"):
+        write_gallery(clip, truth, events, mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "errors", "mine"]
 
 
 HIGHWAY = SHARED_DATA / "videos" / "highway-720p.mp4"
@@ -161,9 +272,10 @@ def test_eval_counts_end_to_end_on_a_real_clip(exported_bundle: Path, tmp_path: 
         f'bundle = "{exported_bundle}"\n[[streams]]\nname = "a"\nsource = "x"\nmax_frames = 200\n'
     )
     events = tmp_path / "events.jsonl"
+    gallery = tmp_path / "errors"
     result = run_cli(
         "eval-counts", str(exported_bundle), str(HIGHWAY), str(path), "--config", str(config),
-        "--events", str(events), "--json",
+        "--events", str(events), "--errors", str(gallery), "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -173,3 +285,8 @@ def test_eval_counts_end_to_end_on_a_real_clip(exported_bundle: Path, tmp_path: 
     assert sum(e["kind"] == "count" for e in counts) == report["counted"]
     assert sum(r["counted"] for r in report["per_class"].values()) == report["counted"]
     assert report["split_frames"] == [e["frame"] for e in counts if "split_from" in e]
+    drawn = json.loads((gallery / INDEX_FILE).read_text())
+    assert report["error_gallery"]["pictures"] == len(drawn)
+    assert [e["frame"] for e in drawn if e["kind"] == "missed"] == report["missed_frames"]
+    assert [e["frame"] for e in drawn if e["kind"] == "spurious"] == report["spurious_frames"]
+    assert all((gallery / e["file"]).is_file() for e in drawn)

@@ -1,4 +1,5 @@
-"""write_atomic: the old file or the new one, never half of one, and no leftovers."""
+"""write_atomic and staged_folder: the old file or folder or the new one, never half of one,
+and no leftovers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_tl.files import write_atomic
+from edge_tl.files import staged_folder, write_atomic
 
 
 def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
@@ -30,3 +31,23 @@ def test_a_failed_rename_keeps_the_old_file_and_leaves_nothing(
     with pytest.raises(OSError, match="disk gone"):
         write_atomic(path, "new")
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_staged_folder_replaces_the_folder_whole(tmp_path: Path) -> None:
+    dest = tmp_path / "gallery"
+    with staged_folder(dest) as staging:
+        (staging / "a.jpg").write_text("first")
+        assert not dest.exists()  # nothing there until the block ends
+    with staged_folder(dest) as staging:
+        (staging / "b.jpg").write_text("second")
+    assert os.listdir(dest) == ["b.jpg"] and os.listdir(tmp_path) == ["gallery"]
+
+
+def test_a_failed_staged_folder_keeps_the_old_one_and_leaves_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "server"
+    with staged_folder(dest) as staging:
+        (staging / "bin").write_text("old")
+    with pytest.raises(RuntimeError, match="unpacking failed"), staged_folder(dest) as staging:
+        (staging / "bin").write_text("half")
+        raise RuntimeError("unpacking failed")
+    assert (dest / "bin").read_text() == "old" and os.listdir(tmp_path) == ["server"]

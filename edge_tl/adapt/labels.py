@@ -12,14 +12,13 @@ import csv
 import io
 import json
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_tl.errors import DataError, validation_message
-from edge_tl.files import write_atomic
+from edge_tl.files import staged_folder, write_atomic
 from edge_tl.runtime.harvest import TRACKS_FILE
 
 __all__ = [
@@ -123,17 +122,16 @@ def export_labelled(
             )
     if out.exists():
         raise DataError(f"{out}: already exists; choose a new folder")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     per_class: dict[str, int] = {}
-    for track_id, label in sorted(wanted.items()):
-        track = tracks[track_id]
-        (staging / label).mkdir(exist_ok=True)
-        for n, crop in enumerate(track.crops):
-            shutil.copyfile(
-                directory / crop, staging / label / f"{track.stream}__{track.track_id}__{n}.jpg"
-            )
-        per_class[label] = per_class.get(label, 0) + 1
-    staging.rename(out)
+    with staged_folder(out) as staging:  # a failed copy leaves no half-exported folder
+        for track_id, label in sorted(wanted.items()):
+            track = tracks[track_id]
+            (staging / label).mkdir(exist_ok=True)
+            for n, crop in enumerate(track.crops):
+                shutil.copyfile(
+                    directory / crop, staging / label / f"{track.stream}__{track.track_id}__{n}.jpg"
+                )
+            per_class[label] = per_class.get(label, 0) + 1
     return per_class
 
 

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 
 from edge_tl.errors import EdgeTLError
+from edge_tl.files import staged_folder
 
 __all__ = ["find_tritonserver", "install_tritonserver", "start_tritonserver"]
 
@@ -52,8 +53,7 @@ def install_tritonserver(dest: Path = DEFAULT_DIR) -> Path:
             check=True,
         )
         (wheel,) = Path(tmp).glob("*.whl")
-        staging = Path(tempfile.mkdtemp(prefix=".tritonserver-", dir=dest.parent))
-        try:
+        with staged_folder(dest) as staging:
             with zipfile.ZipFile(wheel) as archive:
                 for member in archive.namelist():
                     for prefix, target in (
@@ -75,12 +75,6 @@ def install_tritonserver(dest: Path = DEFAULT_DIR) -> Path:
             ):
                 binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
             _install_python_packages(staging / "python")
-            if dest.exists():
-                shutil.rmtree(dest)
-            staging.rename(dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return dest
 
 

@@ -72,6 +72,14 @@ def register(add_command: AddCommand) -> None:
     )
     p.add_argument("--stream", default=None, help="which stream of --config (default: the first)")
     p.add_argument("--events", type=Path, default=None, help="also write the events as JSONL")
+    p.add_argument(
+        "--errors",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also draw each miss, spurious count and wrong class into DIR (one JPEG each, with "
+        "the frames before and after, and errors.json); an earlier gallery there is replaced",
+    )
     add_backend_options(p)
     add_json(p)
 
@@ -130,6 +138,7 @@ def _eval_counts(args: argparse.Namespace) -> int:
         precision(args.precision),
         args.threads,
         args.events,
+        args.errors,
     )
     if args.json:
         print_json(result)
@@ -156,6 +165,8 @@ def _eval_counts(args: argparse.Namespace) -> int:
         ["true \\ counted", *predicted],
         [[t, *row.values()] for t, row in result["confusion"].items() if any(row.values())],
     )
+    if gallery := result.get("error_gallery"):
+        print(f"{gallery['pictures']} error pictures in {gallery['folder']}")
     return 0
 
 
