@@ -83,36 +83,25 @@ def split_at_line(
     if len(runs) < 2:
         return [box]
     runs.sort(key=lambda run: run[0] - run[1])  # widest first
-    return [_tight(mask, scale, box, _part(box, line_px, start, end)) for start, end in runs]
+    return [_part(mask, scale, line_px, box, start, end) for start, end in runs]
 
 
-def _tight(mask: np.ndarray, scale: float, box: Box, part: Box) -> Box:
-    """`part` shrunk to its foreground and grown by the reach of the detector's dilation, as
-    the detector's own boxes are, within `box`: the crop shows this vehicle, not the height
-    of the whole blob."""
-    x, y, w, h = part
-    x0, y0 = int(x * scale), int(y * scale)
-    x1, y1 = math.ceil((x + w) * scale), math.ceil((y + h) * scale)
-    rows, cols = np.nonzero(mask[y0:y1, x0:x1])
-    if not len(rows):
-        return part
-    bx, by, bw, bh = box
-    left = max(bx, round((x0 + cols.min() - DILATION_PX) / scale))
-    top = max(by, round((y0 + rows.min() - DILATION_PX) / scale))
-    right = min(bx + bw, round((x0 + cols.max() + 1 + DILATION_PX) / scale))
-    bottom = min(by + bh, round((y0 + rows.max() + 1 + DILATION_PX) / scale))
-    return left, top, max(1, right - left), max(1, bottom - top)
-
-
-def _part(box: Box, line_px: Line, start: float, end: float) -> Box:
-    """The slice of `box` across the line between line fractions `start` and `end`: exact
-    for a horizontal or vertical line, the slice along the line's main axis otherwise."""
-    (x1, y1), (x2, y2) = line_px
+def _part(mask: np.ndarray, scale: float, line_px: Line, box: Box, start: float, end: float) -> Box:
+    """The part of `box` holding the foreground that projects onto the line between fractions
+    `start` and `end` (one vehicle's run), grown by the reach of the detector's dilation as the
+    detector's own boxes are, within `box`: the crop shows this vehicle, not the whole blob.
+    Exact for a line at any angle: a diagonal line's strip is a slanted band of the box."""
     x, y, w, h = box
-    a = (x1 + start * (x2 - x1), y1 + start * (y2 - y1))
-    b = (x1 + end * (x2 - x1), y1 + end * (y2 - y1))
-    if abs(x2 - x1) >= abs(y2 - y1):
-        lo, hi = max(x, round(min(a[0], b[0]))), min(x + w, round(max(a[0], b[0])))
-        return lo, y, max(1, hi - lo), h
-    lo, hi = max(y, round(min(a[1], b[1]))), min(y + h, round(max(a[1], b[1])))
-    return x, lo, w, max(1, hi - lo)
+    x0, y0 = int(x * scale), int(y * scale)
+    rows, cols = np.nonzero(mask[y0 : math.ceil((y + h) * scale), x0 : math.ceil((x + w) * scale)])
+    # each foreground pixel's centre in full-frame pixels, and where it projects onto the line
+    fractions = along(line_px, ((x0 + cols + 0.5) / scale, (y0 + rows + 0.5) / scale))
+    inside = (fractions >= start) & (fractions <= end)
+    if not inside.any():
+        return box
+    rows, cols = rows[inside], cols[inside]
+    left = max(x, round((x0 + cols.min() - DILATION_PX) / scale))
+    top = max(y, round((y0 + rows.min() - DILATION_PX) / scale))
+    right = min(x + w, round((x0 + cols.max() + 1 + DILATION_PX) / scale))
+    bottom = min(y + h, round((y0 + rows.max() + 1 + DILATION_PX) / scale))
+    return left, top, max(1, right - left), max(1, bottom - top)

@@ -85,6 +85,37 @@ def test_split_follows_a_vertical_line_and_the_mask_scale() -> None:
     assert tops[0] < 160 <= tops[1]  # one part per vehicle: above and below y = 160
 
 
+def test_split_parts_follow_a_diagonal_line() -> None:
+    # a line at 45 degrees; two vehicles cross it side by side, each long across the line
+    # (100 px) and narrow along it (30 px): as traffic crosses a diagonal line. A part sliced
+    # along the line's main axis (x) would cut each vehicle to the width of its run.
+    mask = np.zeros((400, 400), np.uint8)
+    across, on_line = np.array([1.0, -1.0]) / np.sqrt(2), np.array([1.0, 1.0]) / np.sqrt(2)
+    vehicles = []
+    for centre in (np.array([150.0, 150.0]), np.array([230.0, 230.0])):
+        corners = [
+            centre + a * 50 * across + b * 15 * on_line
+            for a, b in ((-1, -1), (-1, 1), (1, 1), (1, -1))
+        ]
+        cv2.fillPoly(mask, [np.round(corners).astype(np.int32)], 255)
+        xs, ys = zip(*corners, strict=True)
+        vehicles.append(
+            (
+                int(min(xs)) + 1,
+                int(min(ys)) + 1,
+                int(max(xs) - min(xs)) - 2,
+                int(max(ys) - min(ys)) - 2,
+            )
+        )
+    diagonal = ((0.0, 0.0), (400.0, 400.0))
+    blob = (96, 96, 188, 188)
+    parts = split_at_line(mask, 1.0, diagonal, blob, min_width=0.05)
+    assert len(parts) == 2
+    for part in parts:
+        assert sum(_contains(part, vehicle) for vehicle in vehicles) == 1
+    assert all(_contains(blob, part) for part in parts)
+
+
 def make_side_by_side_clip(
     path: Path, gap: int, size: tuple[int, int] = (320, 180), closing: int = 0
 ) -> None:
