@@ -234,6 +234,21 @@ def index_files(index: list[dict]) -> list[str]:
     return [entry["file"] for entry in index]
 
 
+def test_two_errors_alike_in_one_frame_get_a_picture_each(tmp_path: Path) -> None:
+    truth, _ = _gallery_case()
+    pair = [
+        {"frame": 20, "class": "car", "pos_px_along_line": 100},
+        {"frame": 20, "class": "car", "pos_px_along_line": 250},  # side by side, both missed
+    ]
+    truth = truth.model_copy(update={"crossings": [Crossing.model_validate(c) for c in pair]})
+    clip = _numbered_clip(tmp_path / "clip.mp4", 40, (400, 200))
+    write_gallery(clip, truth, [], tmp_path / "errors")
+    index = json.loads((tmp_path / "errors" / INDEX_FILE).read_text())
+    files = [entry["file"] for entry in index]
+    assert len(set(files)) == 2 and [e["position"] for e in index] == [100, 250]
+    assert all((tmp_path / "errors" / name).is_file() for name in files)
+
+
 def test_gallery_replaces_an_earlier_gallery_but_nothing_else(tmp_path: Path) -> None:
     truth, events = _gallery_case()
     clip = _numbered_clip(tmp_path / "clip.mp4", 80, (400, 200))

@@ -101,15 +101,17 @@ def write_gallery(
     size = (truth.resolution.width, truth.resolution.height)
     frames = _read_frames(clip, wanted, size)
     with staged_folder(out) as staging:
-        index = []
+        index: list[dict[str, object]] = []
         for error in errors:
             if error.frame not in frames:
                 raise SourceError(f"{clip}: has no frame {error.frame} (the count events' clip?)")
             picture = _picture(error, frames, truth.line_px, events)
-            path = staging / error.file_name
-            if not cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, 85]):
-                raise EdgeTLError(f"{path}: cannot be written")
-            index.append({"file": error.file_name, **asdict(error)})
+            name = error.file_name
+            if (staging / name).exists():  # two of a kind and class in one frame (a pair)
+                name = f"{Path(name).stem}-{len(index)}.jpg"
+            if not cv2.imwrite(str(staging / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+                raise EdgeTLError(f"{staging / name}: cannot be written")
+            index.append({"file": name, **asdict(error)})
         (staging / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return errors
 
