@@ -208,8 +208,9 @@ def test_gallery_draws_each_error_between_its_neighbours(tmp_path: Path) -> None
     out = tmp_path / "errors"
     drawn = write_gallery(clip, truth, events, out)
     index = json.loads((out / INDEX_FILE).read_text())
-    assert [entry["file"] for entry in index] == [e.file_name for e in drawn]
-    assert sorted(p.name for p in out.iterdir()) == sorted([INDEX_FILE, *index_files(index)])
+    files = [entry["file"] for entry in index]
+    assert files == [e.file_name for e in drawn]
+    assert sorted(p.name for p in out.iterdir()) == sorted([INDEX_FILE, *files])
     picture = cv2.imread(str(out / "spurious-00070-bike.jpg"))
     height = round(200 * PANEL_WIDTH / 400)
     assert picture.shape == (height, 3 * PANEL_WIDTH, 3)
@@ -228,10 +229,6 @@ def test_gallery_draws_each_error_between_its_neighbours(tmp_path: Path) -> None
     before = picture[y0 + 5 : y0 + round(50 * scale), x0 - 1 - PANEL_WIDTH : x0 + 2 - PANEL_WIDTH]
     redness = before[..., 2].astype(int) - before[..., 1]  # the line crosses it: median
     assert float(np.median(redness)) < 10
-
-
-def index_files(index: list[dict]) -> list[str]:
-    return [entry["file"] for entry in index]
 
 
 def test_two_errors_alike_in_one_frame_get_a_picture_each(tmp_path: Path) -> None:
