@@ -66,6 +66,11 @@ class MotionDetector:
     def detect_grey(self, grey: np.ndarray, scale: float) -> list[Box]:
         """`detect` on a frame already shrunk and made grey by `small_grey` (shared with
         camera-motion estimation: one downscale per frame)."""
+        if self._frames == 0:
+            # KNN picks which background samples to refresh with OpenCV's per-thread RNG: a
+            # clip's counts would hang on whatever drew from it before in the process (another
+            # clip, another test). Seed 0 is a fresh thread's state: the same counts as before.
+            cv2.setRNGSeed(0)
         mask = self._subtractor.apply(grey)
         self._frames += 1
         if self._frames <= self.config.warmup_frames:

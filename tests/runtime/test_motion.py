@@ -47,3 +47,28 @@ def test_mixtures_reach_the_background_model_and_survive_a_reset(mixtures: int) 
     assert detector._subtractor.getNMixtures() == mixtures
     detector.reset()  # a camera that moved: the new model is made the same way
     assert detector._subtractor.getNMixtures() == mixtures
+
+
+def test_knn_masks_do_not_depend_on_what_drew_from_opencvs_rng_before() -> None:
+    """KNN refreshes its background samples at random from OpenCV's per-thread RNG: two runs of
+    one clip in one process (eval-counts of two clips, a test suite) must see the same masks."""
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (180, 320), dtype=np.uint8), (0, 0), 2)
+    noise = [rng.integers(0, 24, background.shape, dtype=np.uint8) for _ in range(60)]
+
+    def masks() -> list[np.ndarray]:
+        detector = MotionDetector(MotionConfig(method="knn", history=50))
+        found = []
+        for i, grain in enumerate(noise):
+            frame = cv2.add(background, grain)
+            frame[60:110, 4 * i : 4 * i + 60] = 230  # an object crossing the noisy view
+            detector.detect_grey(frame, 1.0)
+            if detector.mask is not None:
+                found.append(detector.mask.copy())
+        return found
+
+    first = masks()
+    cv2.randu(np.empty((64, 64), np.uint8), 0, 256)  # something else draws from the RNG
+    second = masks()
+    assert len(first) == len(second) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

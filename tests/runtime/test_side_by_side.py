@@ -147,8 +147,6 @@ def make_side_by_side_clip(
 
 def count_events(bundle_dir: Path, clip: Path, **settings: float) -> list[dict]:
     """The count events of the motion pipeline on `clip` (real ONNX Runtime classifier)."""
-    # KNN samples with OpenCV's per-thread RNG: the counts must not depend on the tests before
-    cv2.setRNGSeed(0)
     bundle = Bundle.load(bundle_dir)
     with create_backend(bundle, "onnxruntime") as backend:
         scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
