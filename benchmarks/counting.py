@@ -34,25 +34,30 @@ def run(bundle: Path, name: str, note: str, extra: list[str]) -> dict:
     result: dict = {"name": name, "note": note, "bundle": str(bundle), "args": extra, "clips": {}}
     for truth in clips:
         clip = truth.with_name(truth.name.replace(".counts.json", ".mp4"))
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "edge_tl.cli", "eval-counts", str(bundle), str(clip), str(truth),
-             "--json", "-q", *extra],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode:
-            sys.exit(done.stderr)
-        report = json.loads(done.stdout)
-        entry = {k: report[k] for k in KEEP}
-        entry["seconds"] = round(time.perf_counter() - started, 1)
-        result["clips"][clip.stem] = entry
-        print(
-            f"{clip.stem}: F1 {report['f1']:.3f}, class accuracy (sure) "
-            f"{report['class_accuracy_sure']:.2f}, spurious {report['spurious']}"
-        )
+        result["clips"][clip.stem] = eval_clip(bundle, clip, truth, extra)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def eval_clip(bundle: Path, clip: Path, truth: Path, extra: list[str], name: str = "") -> dict:
+    """`edge-tl eval-counts` on one clip in a fresh process (the kept fields and the seconds)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_tl.cli", "eval-counts", str(bundle), str(clip), str(truth),
+         "--json", "-q", *extra],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode:
+        sys.exit(done.stderr)
+    report = json.loads(done.stdout)
+    entry = {k: report[k] for k in KEEP}
+    entry["seconds"] = round(time.perf_counter() - started, 1)
+    print(
+        f"{name or clip.stem}: F1 {report['f1']:.3f}, class accuracy (sure) "
+        f"{report['class_accuracy_sure']:.2f}, spurious {report['spurious']}"
+    )
+    return entry
 
 
 def table() -> str:

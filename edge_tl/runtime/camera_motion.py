@@ -36,7 +36,7 @@ class CameraMotionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    width: int = Field(default=320, ge=64)  # estimated at this width (same as motion detection)
+    width: int = Field(default=320, ge=64)  # longer side it is estimated at (as motion detection)
     moving_px: float = Field(default=3.5, gt=0)  # per-frame background shift at `width`
     # measured on the overhead clip: pausing while it zooms lost more real crossings than it
     # saved spurious ones (recall 0.80 → 0.67), so counting goes on unless asked otherwise

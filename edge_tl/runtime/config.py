@@ -80,7 +80,7 @@ class StreamConfig(_Strict):
     # of that vehicle (a blob that split, a track that restarted), not a second vehicle
     recount_frames: int = Field(default=15, ge=0)
     # a crossing blob counts once per run of foreground along the line at least this wide (a
-    # share of the motion detection width; 0: once per blob): vehicles side by side that one
+    # share of the detection frame's longer side; 0: once per blob): vehicles side by side that one
     # blob joined. Runs measured on the overhead clip at 320 px: side-by-side vehicles 22-36
     # px, a single vehicle's outline strips 8-15 px; 0.045-0.06 counted alike (counting.md)
     split_min_width: float = Field(default=0.05, ge=0, lt=1)

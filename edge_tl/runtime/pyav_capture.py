@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_tl.runtime.motion import shrink, small_grey
+from edge_tl.runtime.motion import detection_scale, shrink, small_grey
 
 __all__ = ["PyAVCapture", "YuvPicture", "pyav_available"]
 
@@ -112,7 +112,7 @@ class YuvPicture:
         shrunk as INTER_AREA does and, for limited-range video, stretched to full range."""
         if self._frame.format.name not in _LUMA_FIRST:
             return small_grey(self.bgr(), width)
-        scale = min(1.0, width / self.width)
+        scale = detection_scale(self.width, self.height, width)
         small = shrink(self._plane(0, 1), (round(self.width * scale), round(self.height * scale)))
         full_range = self._frame.format.name.startswith("yuvj") or self._frame.color_range == 2
         return (small if full_range else cv2.LUT(small, _LIMITED_TO_FULL)), scale

@@ -56,7 +56,7 @@ def split_at_line(
 ) -> list[Box]:
     """`box` (full-frame pixels) as one box per vehicle side by side on the line, widest
     first; `[box]` when it holds one. `mask`: the detector's foreground at `scale` of the
-    frame; `min_width`: the narrowest vehicle, as a share of the mask's width."""
+    frame; `min_width`: the narrowest vehicle, as a share of the mask's longer side."""
     (x1, y1), (x2, y2) = line_px
     dx, dy = x2 - x1, y2 - y1
     length = math.hypot(dx, dy)
@@ -78,7 +78,7 @@ def split_at_line(
     runs = [
         (t0 + a * step, t0 + b * step)
         for a, b in foreground_runs(on.any(axis=0))
-        if (b - a + 1) >= min_width * mask.shape[1]
+        if (b - a + 1) >= min_width * max(mask.shape)
     ]
     if len(runs) < 2:
         return [box]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_tl.runtime.motion import MotionConfig, MotionDetector, shrink
+from edge_tl.runtime.motion import MotionConfig, MotionDetector, shrink, small_grey
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,12 @@ def test_knn_masks_do_not_depend_on_what_drew_from_opencvs_rng_before() -> None:
     second = masks()
     assert len(first) == len(second) > 0
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_a_frame_turned_90_degrees_is_shrunk_alike() -> None:
+    rng = np.random.default_rng(1)
+    landscape = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    grey, scale = small_grey(landscape, 320)
+    turned, turned_scale = small_grey(np.ascontiguousarray(np.rot90(landscape)), 320)
+    assert scale == turned_scale == 0.5 and grey.shape == (180, 320)
+    assert np.array_equal(turned, np.rot90(grey))

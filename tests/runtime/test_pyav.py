@@ -38,6 +38,16 @@ def test_pyav_gives_opencvs_frames_and_a_matching_grey(clip: Path) -> None:
         assert np.array_equal(a.image, b.image)  # the same swscale conversion
 
 
+def test_a_portrait_camera_is_shrunk_by_its_longer_side(tmp_path: Path) -> None:
+    # the same scale as the landscape clip above: vehicles span as many detection pixels
+    path = tmp_path / "portrait.mp4"
+    make_traffic_clip(path, ["disc"], size=(176, 320))
+    for decoder in ("opencv", "pyav"):
+        frame = next(iter(VideoFileSource(path, decoder=decoder)))
+        grey, scale = frame.small_grey(160)
+        assert scale == 0.5 and grey.shape == (160, 88), decoder
+
+
 def test_a_crop_is_converted_alone_to_the_whole_frames_pixels(tmp_path: Path) -> None:
     path = tmp_path / "colours.mp4"
     rng = np.random.default_rng(3)

@@ -85,6 +85,19 @@ def test_split_follows_a_vertical_line_and_the_mask_scale() -> None:
     assert tops[0] < 160 <= tops[1]  # one part per vehicle: above and below y = 160
 
 
+def test_a_scene_turned_90_degrees_splits_alike() -> None:
+    # a car and, beside it, a 14 px strip of its outline: under 5 % of the landscape mask's
+    # 400 px, over 5 % of the 200 px width of the same mask turned to portrait
+    car, strip = (100, 60, 60, 90), (170, 60, 14, 90)
+    blob = (96, 56, 92, 98)
+    assert split_at_line(_mask(car, strip), 1.0, HORIZONTAL, blob, min_width=0.05) == [blob]
+    turned = np.ascontiguousarray(np.rot90(_mask(car, strip), k=-1))  # clockwise: 200 x 400
+    x, y, w, h = blob
+    turned_blob = (200 - y - h, x, h, w)
+    vertical = ((99.0, 0.0), (99.0, 400.0))  # the line y = 100, turned
+    assert split_at_line(turned, 1.0, vertical, turned_blob, min_width=0.05) == [turned_blob]
+
+
 def test_split_parts_follow_a_diagonal_line() -> None:
     # a line at 45 degrees; two vehicles cross it side by side, each long across the line
     # (100 px) and narrow along it (30 px): as traffic crosses a diagonal line. A part sliced
