@@ -9,7 +9,7 @@ folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -76,9 +76,10 @@ class StreamConfig(_Strict):
     harvest: Path | None = None
     harvest_crops: int = Field(default=5, ge=1)  # per track, largest first
     harvest_max_mb: float = Field(default=500.0, gt=0)  # oldest tracks' crops deleted past this
-    # a track whose centre lies in a box counted this many frames ago or less is a fragment
-    # of that vehicle (a blob that split, a track that restarted), not a second vehicle
-    recount_frames: int = Field(default=15, ge=0)
+    # a track whose box lies mostly in a box counted this many seconds ago or less is a
+    # fragment of that vehicle (a blob that split, a track that restarted), not a second one.
+    # Seconds, not frames: 15 frames were 1.5 s at 10 fps and swallowed the lane's next vehicle
+    recount_s: float = Field(default=0.5, ge=0)
     # a crossing blob counts once per run of foreground along the line at least this wide (a
     # share of the detection frame's longer side; 0: once per blob): vehicles side by side that one
     # blob joined. Runs measured on the overhead clip at 320 px: side-by-side vehicles 22-36
@@ -95,6 +96,15 @@ class StreamConfig(_Strict):
     stall_timeout_s: float = Field(default=5.0, gt=0)
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recount_frames" in data:
+            raise ValueError(
+                "'recount_frames' is now 'recount_s', in seconds (15 frames at 30 fps: 0.5)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _roi_mode_has_rois(self) -> StreamConfig:

@@ -44,6 +44,7 @@ from edge_tl.runtime.classify import Prediction, fuse
 from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.drift import DriftMonitor
 from edge_tl.runtime.events import camera_event, drift_event, make_event
+from edge_tl.runtime.frame_rate import FrameRate
 from edge_tl.runtime.harvest import Harvester
 from edge_tl.runtime.motion import Box, MotionDetector
 from edge_tl.runtime.scheduler import BatchScheduler
@@ -98,6 +99,7 @@ class StreamProcessor:
         )
         self._tracker = IouTracker()
         self._counted: list[tuple[int, Box]] = []  # (frame, box) of recent counts
+        self._rate = FrameRate()  # turns the settings in seconds into frames
         self._vehicles: list[Box] = []  # the last frame's moving blobs
         self._has_prior = False  # the bundle's graphs output an ImageNet prior
         self.remote_down = False  # the last classification found the remote server down
@@ -133,6 +135,7 @@ class StreamProcessor:
 
     def process(self, frame: Frame) -> Iterator[dict[str, Any]]:
         self._frames_seen += 1
+        self._rate.observe(frame.index, frame.media_ms)
         cpu0 = time.thread_time()
         events = list(self._process(frame))
         # the wait for the scheduler's classifications costs this thread no CPU
@@ -415,7 +418,7 @@ class StreamProcessor:
         """Whether `track` is a fragment of a vehicle counted moments ago (a blob that split,
         a track that restarted): most of the smaller of the two boxes lies in the other.
         Records the count otherwise."""
-        window = self.config.recount_frames
+        window = self._rate.frames(self.config.recount_s)
         self._counted = [(f, b) for f, b in self._counted if frame_index - f <= window]
         if any(overlap(track.box, box) >= RECOUNT_OVERLAP for _, box in self._counted):
             return True

@@ -117,7 +117,7 @@ def test_crossings_count_between_the_end_points_only() -> None:
 
 
 def test_a_fragment_of_a_counted_vehicle_is_not_counted_again() -> None:
-    config = StreamConfig(name="cam", source="x", recount_frames=15)
+    config = StreamConfig(name="cam", source="x", recount_s=0.5)  # 15 frames at 30 fps
     processor = StreamProcessor(config, scheduler=None, labels=["car", "bike"])  # type: ignore[arg-type]
     bus = Track(1, (100, 100, 200, 100), 0, 0)
     rear_half = Track(2, (200, 110, 90, 80), 0, 0)  # inside the bus's box
@@ -127,3 +127,15 @@ def test_a_fragment_of_a_counted_vehicle_is_not_counted_again() -> None:
     assert processor._recounted(rear_half, 18)
     assert not processor._recounted(neighbour, 18)
     assert not processor._recounted(rear_half, 40)  # long after: another vehicle
+
+
+def test_the_recount_window_is_in_seconds_whatever_the_frame_rate() -> None:
+    # the lane's next vehicle 8 frames after a count: 0.27 s at 30 fps (a fragment), 0.8 s at
+    # 10 fps (another vehicle). A window of 15 frames swallowed it at 10 fps.
+    for fps, fragment in ((30.0, True), (10.0, False)):
+        config = StreamConfig(name="cam", source="x", recount_s=0.5)
+        processor = StreamProcessor(config, scheduler=None, labels=["car"])  # type: ignore[arg-type]
+        for index in range(10):
+            processor._rate.observe(index, index * 1000 / fps)
+        assert not processor._recounted(Track(1, (100, 100, 80, 60), 0, 0), 10)
+        assert processor._recounted(Track(2, (104, 100, 80, 60), 0, 0), 18) is fragment

@@ -392,6 +392,10 @@ def test_config_typo_names_field_and_file(tmp_path: Path) -> None:
     config.write_text("bundle = \n")
     with pytest.raises(EdgeTLError, match="not valid TOML"):
         load_config(config)
+    # a field that was renamed says what it became
+    config.write_text('bundle = "b"\n[[streams]]\nname = "a"\nsource = "x"\nrecount_frames = 15\n')
+    with pytest.raises(EdgeTLError, match=r"streams\.0.*'recount_frames' is now 'recount_s'"):
+        load_config(config)
 
 
 def test_shipped_example_config_is_valid() -> None:
