@@ -1,15 +1,17 @@
 """Counting on the shared clips made into other cameras: does it hang on the line's
-orientation, the traffic's direction, the frame's shape or the frame rate? Each clip is
-re-encoded without loss as it is (the control: the BGR → YUV round trip alone moves counts),
-mirrored, turned 90° clockwise, upside down, and at a half and a third of its frame rate (every
-2nd / 3rd frame), with its ground truth made alike (turns are rigid: positions along the line
-are kept; crossing frames are divided by the step), then scored by `edge-tl eval-counts` as
-`counting.py` does. Detection (F1, misses, spurious counts) should stay within the control's
-noise for every turn. Class accuracy means something for the control, the mirror and the
-lower rates only: no camera shows vehicles on their side or upside down. The clips are
-written to a temporary folder (the shared clips may not be redistributed) and deleted.
+orientation, the traffic's direction, the frame's shape, the frame rate, the resolution or
+the light? Each clip is re-encoded without loss as it is (the control: the BGR → YUV round
+trip alone moves counts), mirrored, turned 90° clockwise, upside down, at a half and a third
+of its frame rate (every 2nd / 3rd frame), at half its size, and dim (dusk: 40 % of the light
+plus sensor noise). Its ground truth is made alike: turns keep positions along the line,
+crossing frames are divided by the frame step, positions are halved with the size (the
+matcher's 80 px stay 80 px). Each is scored by `edge-tl eval-counts` as `counting.py` does.
+Detection (F1, misses, spurious counts) should stay within the control's noise for every
+variant. Class accuracy means something for all but the turned and upside-down clips: no
+camera shows vehicles on their side or upside down. The clips are written to a temporary
+folder (the shared clips may not be redistributed) and deleted.
 
-    .venv/bin/python benchmarks/counting_variants.py --bundle /tmp/veh --name NAME
+    .venv/bin/python benchmarks/counting_variants.py --bundle /tmp/veh --name NAME [--only dim,half-size]
 """
 
 from __future__ import annotations
@@ -20,61 +22,79 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from counting import VIDEOS, eval_clip
 
 OUT = Path(__file__).resolve().parent / "results" / "counting-variants"
 Point = tuple[float, float]
 
-Turn = tuple[Callable[[np.ndarray], np.ndarray], Callable[[Point, int, int], Point], bool]
-# image turn, point turn given the original width and height, whether it swaps the sides
-_AS_IS: Turn = (lambda a: a, lambda p, w, h: p, False)
-_MIRROR: Turn = (lambda a: a[:, ::-1], lambda p, w, h: (w - 1 - p[0], p[1]), False)
-_TURN_90: Turn = (lambda a: np.rot90(a, k=-1), lambda p, w, h: (h - 1 - p[1], p[0]), True)
-_UPSIDE_DOWN: Turn = (lambda a: a[::-1], lambda p, w, h: (p[0], h - 1 - p[1]), False)
-# name → (turn, keep every n-th frame)
-VARIANTS: dict[str, tuple[Turn, int]] = {
-    "control": (_AS_IS, 1),
-    "mirrored": (_MIRROR, 1),
-    "turned-90": (_TURN_90, 1),
-    "upside-down": (_UPSIDE_DOWN, 1),
-    "half-rate": (_AS_IS, 2),
-    "third-rate": (_AS_IS, 3),
+
+@dataclass(frozen=True)
+class Variant:
+    image: Callable[[np.ndarray, int], np.ndarray] = lambda a, i: a  # frame, its index
+    point: Callable[[Point, int, int], Point] = lambda p, w, h: p  # given the original w, h
+    every: int = 1  # keep every n-th frame
+    scale: float = 1.0  # of lengths (positions along the line)
+
+
+def _half(a: np.ndarray, index: int) -> np.ndarray:
+    return cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def _dim(a: np.ndarray, index: int) -> np.ndarray:
+    # dusk: 40 % of the light, and the sensor's gain noise on top, new in every frame
+    noise = np.random.default_rng(index).normal(0, 3, a.shape)
+    return np.clip(a * 0.4 + noise, 0, 255).astype(np.uint8)
+
+
+VARIANTS: dict[str, Variant] = {
+    "control": Variant(),
+    "mirrored": Variant(lambda a, i: a[:, ::-1], lambda p, w, h: (w - 1 - p[0], p[1])),
+    "turned-90": Variant(lambda a, i: np.rot90(a, k=-1), lambda p, w, h: (h - 1 - p[1], p[0])),
+    "upside-down": Variant(lambda a, i: a[::-1], lambda p, w, h: (p[0], h - 1 - p[1])),
+    "half-rate": Variant(every=2),
+    "third-rate": Variant(every=3),
+    "half-size": Variant(_half, lambda p, w, h: (p[0] / 2, p[1] / 2), scale=0.5),
+    "dim": Variant(_dim),
 }
 
 
 def variant_truth(truth: dict, name: str) -> dict:
-    (_, turn_point, swaps), every = VARIANTS[name]
+    variant = VARIANTS[name]
     width, height = truth["resolution"]["width"], truth["resolution"]["height"]
-    new_w, new_h = (height, width) if swaps else (width, height)
-    turned = copy.deepcopy(truth)
-    line = [turn_point(tuple(p), width, height) for p in truth["line_px"]]
-    turned["resolution"] = {"width": new_w, "height": new_h}
-    turned["line_px"] = [list(p) for p in line]
-    turned["line"] = [[x / new_w, y / new_h] for x, y in line]
-    turned["fps"] = truth["fps"] / every
-    for crossing in turned["crossings"] + turned.get("edge_cases", []):
+    new_h, new_w = variant.image(np.zeros((height, width, 3), np.uint8), 0).shape[:2]
+    made = copy.deepcopy(truth)
+    line = [variant.point(tuple(p), width, height) for p in truth["line_px"]]
+    made["resolution"] = {"width": new_w, "height": new_h}
+    made["line_px"] = [list(p) for p in line]
+    made["line"] = [[x / new_w, y / new_h] for x, y in line]
+    made["fps"] = truth["fps"] / variant.every
+    for crossing in made["crossings"] + made.get("edge_cases", []):
         if crossing.get("frame") is not None:
-            crossing["frame"] //= every
-    return turned
+            crossing["frame"] //= variant.every
+        if crossing.get("pos_px_along_line") is not None:
+            crossing["pos_px_along_line"] *= variant.scale
+    return made
 
 
 def variant_clip(source: Path, target: Path, name: str) -> None:
-    """Every kept frame turned, encoded without loss (the BGR → YUV 4:2:0 round trip remains)."""
-    (turn_image, _, _), every = VARIANTS[name]
+    """Every kept frame made over, encoded without loss (the BGR → YUV 4:2:0 round trip remains)."""
+    variant = VARIANTS[name]
     with av.open(str(source)) as src, av.open(str(target), "w") as out:
         video = src.streams.video[0]
-        stream = out.add_stream("libx264", rate=video.average_rate / every)
+        stream = out.add_stream("libx264", rate=video.average_rate / variant.every)
         # lossless: a lossy x264 encode of the same frames differed from run to run within one
         # process (even on 1 thread), and the overhead clip's counts with it (F1 0.860-0.880)
         stream.pix_fmt, stream.options = "yuv420p", {"qp": "0", "preset": "ultrafast"}
         for i, frame in enumerate(src.decode(video=0)):
-            if i % every:
+            if i % variant.every:
                 continue
-            image = np.ascontiguousarray(turn_image(frame.to_ndarray(format="bgr24")))
+            image = np.ascontiguousarray(variant.image(frame.to_ndarray(format="bgr24"), i))
             if i == 0:
                 stream.height, stream.width = image.shape[:2]
             out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
@@ -86,7 +106,10 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--note", default="")
+    parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
     args, extra = parser.parse_known_args()
+    if unknown := set(filter(None, args.only.split(","))) - set(VARIANTS):
+        parser.error(f"--only: unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
     truths = sorted(VIDEOS.glob("*.counts.json"))
     if not truths:
         parser.exit(1, f"no ground truth under {VIDEOS}\n")
@@ -96,7 +119,7 @@ def main() -> None:
         for truth_path in truths:
             stem = truth_path.name.removesuffix(".counts.json")
             truth = json.loads(truth_path.read_text())
-            for name in VARIANTS:
+            for name in args.only.split(",") if args.only else VARIANTS:
                 clip, turned = Path(tmp, f"{stem}-{name}.mp4"), Path(tmp, f"{stem}-{name}.json")
                 variant_clip(truth_path.with_name(f"{stem}.mp4"), clip, name)
                 turned.write_text(json.dumps(variant_truth(truth, name)))
