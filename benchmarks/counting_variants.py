@@ -11,7 +11,7 @@ variant. Class accuracy means something for all but the turned and upside-down c
 camera shows vehicles on their side or upside down. The clips are written to a temporary
 folder (the shared clips may not be redistributed) and deleted.
 
-    .venv/bin/python benchmarks/counting_variants.py --bundle /tmp/veh --name NAME [--only dim,half-size]
+    .venv/bin/python benchmarks/counting_variants.py --bundle /tmp/veh --name NAME [--only dim]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A stream's frame rate, read from its frames' media timestamps, so that settings given in
 seconds become frame counts that mean the same at 10 fps as at 30.
 
-Measured (benchmarks/results/counting.md, "the clips at lower frame rates"): the recount
+Measured (benchmarks/results/counting.md, "the clips made into other cameras"): the recount
 window was 15 frames, 0.5 s at the shared clips' 30 fps but 1.5 s at 10 fps, where it swallowed
 the next vehicle of the same lane (overhead clip at 10 fps: F1 0.70; with the window in
 seconds 0.79).
