@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the committed results in benchmarks/results/ on this machine (2-core CPU, no GPU).
-# Needs ../shared/data (vehicles, vehicles-newfootage, videos); takes about 30 minutes, plus an
+# Needs ../shared/data (vehicles, vehicles-newfootage, videos); takes about 35 minutes, plus an
 # hour for the training-recipe experiments (GEN=0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +28,9 @@ for p in fp32 fp16 int8; do $BIN/edge-tl build $WORK/lite0 --precision $p --targ
 # model-level matrix and stream-level results
 $BIN/edge-tl bench $WORK/lite0 --precision fp32,fp16,int8 --batch-size 1,8,32 --iters 50 --out $OUT --name cpu-lite0-matrix --json > /dev/null
 $BIN/python benchmarks/stream_bench.py $WORK/lite0 $DATA/videos/highway-720p.mp4 $OUT/stream-cpu --minutes 5
+
+# counting on the two shared clips with the default preset (issue 14; counting.md), and on the
+# clips made into other cameras: turned, 15 / 10 fps, half size, dim (about 5 minutes together)
+$BIN/edge-tl export $WORK/lite2 --precision fp32 > /dev/null
+$BIN/python benchmarks/counting.py --bundle $WORK/lite2 --name run-all
+$BIN/python benchmarks/counting_variants.py --bundle $WORK/lite2 --name run-all
