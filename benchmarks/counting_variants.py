@@ -12,6 +12,8 @@ camera shows vehicles on their side or upside down. The clips are written to a t
 folder (the shared clips may not be redistributed) and deleted.
 
     .venv/bin/python benchmarks/counting_variants.py --bundle /tmp/veh --name NAME [--only dim]
+
+Your own camera: `--truth my-camera.counts.json --out results/` (the format of `eval-counts`).
 """
 
 from __future__ import annotations
@@ -107,10 +109,18 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--note", default="")
     parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        action="append",
+        help="a ground truth of your own clip (its `video` beside it; repeatable; default: the "
+        "shared clips)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT, help="results folder")
     args, extra = parser.parse_known_args()
     if unknown := set(filter(None, args.only.split(","))) - set(VARIANTS):
         parser.error(f"--only: unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
-    truths = sorted(VIDEOS.glob("*.counts.json"))
+    truths = args.truth or sorted(VIDEOS.glob("*.counts.json"))
     if not truths:
         parser.exit(1, f"no ground truth under {VIDEOS}\n")
     result: dict = {"name": args.name, "note": args.note, "bundle": str(args.bundle),
@@ -119,15 +129,18 @@ def main() -> None:
         for truth_path in truths:
             stem = truth_path.name.removesuffix(".counts.json")
             truth = json.loads(truth_path.read_text())
+            source = truth_path.with_name(truth.get("video") or f"{stem}.mp4")
+            if not source.is_file():
+                parser.exit(1, f"{truth_path}: its video {source} is not there\n")
             for name in args.only.split(",") if args.only else VARIANTS:
                 clip, turned = Path(tmp, f"{stem}-{name}.mp4"), Path(tmp, f"{stem}-{name}.json")
-                variant_clip(truth_path.with_name(f"{stem}.mp4"), clip, name)
+                variant_clip(source, clip, name)
                 turned.write_text(json.dumps(variant_truth(truth, name)))
                 entry = eval_clip(args.bundle, clip, turned, extra, f"{stem} {name}")
                 entry["clip_sha256"] = hashlib.sha256(clip.read_bytes()).hexdigest()
                 result["clips"].setdefault(stem, {})[name] = entry
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
