@@ -45,7 +45,9 @@ class Variant:
 
 
 def _half(a: np.ndarray, index: int) -> np.ndarray:
-    return cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    # even sides (YUV 4:2:0 needs them): at most a pixel off half for odd halves
+    size = (a.shape[1] // 4 * 2, a.shape[0] // 4 * 2)
+    return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
 
 
 def _dim(a: np.ndarray, index: int) -> np.ndarray:
