@@ -1,15 +1,15 @@
-"""Counting on the shared clips made into other cameras: does it hang on the line's
-orientation, the traffic's direction, the frame's shape, the frame rate, the resolution or
-the light? Each clip is re-encoded without loss as it is (the control: the BGR → YUV round
-trip alone moves counts), mirrored, turned 90° clockwise, upside down, at a half and a third
-of its frame rate (every 2nd / 3rd frame), at half its size, and dim (dusk: 40 % of the light
-plus sensor noise). Its ground truth is made alike: turns keep positions along the line,
-crossing frames are divided by the frame step, positions are halved with the size (the
-matcher's 80 px stay 80 px). Each is scored by `edge-tl eval-counts` as `counting.py` does.
-Detection (F1, misses, spurious counts) should stay within the control's noise for every
-variant. Class accuracy means something for all but the turned and upside-down clips: no
-camera shows vehicles on their side or upside down. The clips are written to a temporary
-folder (the shared clips may not be redistributed) and deleted.
+"""Counting on the shared clips made into other cameras: does it hang on the line's orientation,
+the traffic's direction, the frame's shape, the frame rate, the resolution, the light or a
+shaking mast? Each clip is re-encoded without loss as it is (the control: the BGR → YUV round
+trip alone moves counts), mirrored, turned 90° clockwise, upside down, at a half and a third of
+its frame rate (every 2nd / 3rd frame), at half its size, dim (dusk: 40 % of the light plus
+sensor noise) and shaky (the view jumps up to 3 px each way every frame). Its ground truth is
+made alike: turns keep positions along the line, crossing frames are divided by the frame step,
+positions are halved with the size (the matcher's 80 px stay 80 px). Each is scored by `edge-tl
+eval-counts` as `counting.py` does. Detection (F1, misses, spurious counts) should stay within
+the control's noise for every variant. Class accuracy means something for all but the turned
+and upside-down clips: no camera shows vehicles on their side or upside down. The clips are
+written to a temporary folder (the shared clips may not be redistributed) and deleted.
 
     .venv/bin/python benchmarks/counting_variants.py --bundle /tmp/veh --name NAME [--only dim]
 
@@ -56,6 +56,13 @@ def _dim(a: np.ndarray, index: int) -> np.ndarray:
     return np.clip(a * 0.4 + noise, 0, 255).astype(np.uint8)
 
 
+def _shaky(a: np.ndarray, index: int) -> np.ndarray:
+    # a pole in the wind: the view jumps up to 3 px (at 640 px across) each way, every frame
+    dx, dy = np.random.default_rng(index).uniform(-3, 3, 2) * a.shape[1] / 640
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(a, matrix, (a.shape[1], a.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+
+
 VARIANTS: dict[str, Variant] = {
     "control": Variant(),
     "mirrored": Variant(lambda a, i: a[:, ::-1], lambda p, w, h: (w - 1 - p[0], p[1])),
@@ -65,6 +72,7 @@ VARIANTS: dict[str, Variant] = {
     "third-rate": Variant(every=3),
     "half-size": Variant(_half, lambda p, w, h: (p[0] / 2, p[1] / 2), scale=0.5),
     "dim": Variant(_dim),
+    "shaky": Variant(_shaky),
 }
 
 
@@ -87,7 +95,7 @@ def variant_truth(truth: dict, name: str) -> dict:
 
 
 def variant_clip(source: Path, target: Path, name: str) -> None:
-    """Every kept frame made over, encoded without loss (the BGR → YUV 4:2:0 round trip remains)."""
+    """Every kept frame made over and encoded without loss (but for BGR → YUV 4:2:0)."""
     variant = VARIANTS[name]
     with av.open(str(source)) as src, av.open(str(target), "w") as out:
         video = src.streams.video[0]
