@@ -190,6 +190,8 @@ def test_errors_are_misses_spurious_counts_and_sure_crossings_named_wrong() -> N
         "spurious-00070-bike.jpg",
     ]
     assert errors[2].box == (300, 70, 40, 60) and errors[2].track_id == 5
+    # which count each is (its own tick is left off its picture), none for a miss
+    assert [e.event for e in errors] == [None, 1, 4]
 
 
 def _numbered_clip(path: Path, frames: int, size: tuple[int, int]) -> Path:

@@ -47,6 +47,7 @@ class CountError:
     counted: str | None  # the count's class (None: missed)
     box: tuple[float, float, float, float] | None = None  # the count's, ground-truth pixels
     track_id: int | None = None
+    event: int | None = None  # the count's index among the run's count events
 
     @property
     def file_name(self) -> str:
@@ -76,12 +77,12 @@ def count_errors(events: Sequence[CountedEvent], truth: GroundTruth) -> list[Cou
         for c in (crossings[i] for i in match.missed)
     ]
     errors += [
-        CountError("spurious", e.frame, e.position, None, e.label, e.box, e.track_id)
-        for e in (events[i] for i in match.spurious)
+        CountError("spurious", e.frame, e.position, None, e.label, e.box, e.track_id, i)
+        for i, e in ((i, events[i]) for i in match.spurious)
     ]
     errors += [
-        CountError("class", e.frame, e.position, c.class_, e.label, e.box, e.track_id)
-        for c, e in ((crossings[ci], events[ei]) for ci, ei in match.pairs)
+        CountError("class", e.frame, e.position, c.class_, e.label, e.box, e.track_id, ei)
+        for c, e, ei in ((crossings[ci], events[ei], ei) for ci, ei in match.pairs)
         if c.confidence == "sure" and c.class_ != e.label
     ]
     return sorted(errors, key=lambda error: (error.frame, error.kind))
@@ -169,7 +170,11 @@ def _annotate(
 ) -> None:
     # the counts of neighbouring frames as ticks on the line: a miss is often a count that
     # went to a neighbour's blob, or came a few frames too early or late
-    near = [e for e in events if abs(e.frame - error.frame) <= MAX_FRAMES and e.box != error.box]
+    near = [
+        e
+        for i, e in enumerate(events)
+        if abs(e.frame - error.frame) <= MAX_FRAMES and i != error.event
+    ]
     step = max(12, panel.shape[0] // 24)
     for n, event in enumerate(sorted(near, key=lambda e: e.position)):
         _mark(panel, line_px, event.position, COUNT_COLOUR, 5)
