@@ -76,16 +76,21 @@ def count_errors(events: Sequence[CountedEvent], truth: GroundTruth) -> list[Cou
         CountError("missed", c.frame, c.pos_px_along_line, c.class_, None)
         for c in (crossings[i] for i in match.missed)
     ]
+    errors += [_count_error("spurious", events, i) for i in match.spurious]
     errors += [
-        CountError("spurious", e.frame, e.position, None, e.label, e.box, e.track_id, i)
-        for i, e in ((i, events[i]) for i in match.spurious)
-    ]
-    errors += [
-        CountError("class", e.frame, e.position, c.class_, e.label, e.box, e.track_id, ei)
-        for c, e, ei in ((crossings[ci], events[ei], ei) for ci, ei in match.pairs)
-        if c.confidence == "sure" and c.class_ != e.label
+        _count_error("class", events, ei, crossings[ci].class_)
+        for ci, ei in match.pairs
+        if crossings[ci].confidence == "sure" and crossings[ci].class_ != events[ei].label
     ]
     return sorted(errors, key=lambda error: (error.frame, error.kind))
+
+
+def _count_error(
+    kind: ErrorKind, events: Sequence[CountedEvent], index: int, truth: str | None = None
+) -> CountError:
+    """The error of count `index` (spurious, or named other than `truth`)."""
+    e = events[index]
+    return CountError(kind, e.frame, e.position, truth, e.label, e.box, e.track_id, index)
 
 
 def write_gallery(
