@@ -28,17 +28,25 @@ class FrameRate:
     def __init__(self) -> None:
         self._last: tuple[int, float] | None = None
         self._intervals: deque[float] = deque(maxlen=_INTERVALS)
+        self._steps: deque[float] = deque(maxlen=_INTERVALS)  # between observed frames
 
     def observe(self, index: int, media_ms: float) -> None:
         if self._last is not None:
             last_index, last_ms = self._last
             if index > last_index and media_ms > last_ms:
                 self._intervals.append((media_ms - last_ms) / (index - last_index))
+                self._steps.append(media_ms - last_ms)
         self._last = (index, media_ms)
 
     @property
     def fps(self) -> float:
         return 1000.0 / statistics.median(self._intervals) if self._intervals else DEFAULT_FPS
+
+    @property
+    def observed_fps(self) -> float:
+        """Frames observed per second: `fps` divided by a stride (what a model that learns
+        from every observed frame, the background's, sees)."""
+        return 1000.0 / statistics.median(self._steps) if self._steps else DEFAULT_FPS
 
     def frames(self, seconds: float) -> int:
         """`seconds` as a number of frame indices at the current rate."""

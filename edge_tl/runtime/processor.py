@@ -246,6 +246,7 @@ class StreamProcessor:
                 return
             if camera.settled and config.camera_motion.relearn:
                 detector.reset()  # a new view: learn its background from scratch
+        detector.follow_rate(self._rate.observed_fps)
         self._vehicles = detector.detect_grey(*self._grey(frame, config.motion.width))
         tracks = self._tracker.update(self._vehicles, frame.index)
         self._collect(frame.index)
@@ -296,7 +297,12 @@ class StreamProcessor:
             if self.drift is not None and (status := self.drift.changed()) is not None:
                 yield drift_event(config.name, frame, status)
             yield from self._counted_events()
-        for track in self._tracker.expire(frame.index):
+        self._expire(frame.index)
+
+    def _expire(self, frame_index: int) -> None:
+        """Drop the tracks not seen for `max_missed_s`, in frames at the stream's rate."""
+        self._tracker.max_missed = self._rate.frames(self.config.max_missed_s)
+        for track in self._tracker.expire(frame_index):
             self._beside.pop(track.id, None)
 
     def _look_beside(

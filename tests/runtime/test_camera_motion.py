@@ -129,13 +129,40 @@ def test_a_fragment_of_a_counted_vehicle_is_not_counted_again() -> None:
     assert not processor._recounted(rear_half, 40)  # long after: another vehicle
 
 
+def _processor_at(fps: float, config: StreamConfig) -> StreamProcessor:
+    """A processor whose stream has shown 10 frames at `fps`."""
+    processor = StreamProcessor(config, scheduler=None, labels=["car"])  # type: ignore[arg-type]
+    for index in range(10):
+        processor._rate.observe(index, index * 1000 / fps)
+    return processor
+
+
 def test_the_recount_window_is_in_seconds_whatever_the_frame_rate() -> None:
     # the lane's next vehicle 8 frames after a count: 0.27 s at 30 fps (a fragment), 0.8 s at
     # 10 fps (another vehicle). A window of 15 frames swallowed it at 10 fps.
     for fps, fragment in ((30.0, True), (10.0, False)):
-        config = StreamConfig(name="cam", source="x", recount_s=0.5)
-        processor = StreamProcessor(config, scheduler=None, labels=["car"])  # type: ignore[arg-type]
-        for index in range(10):
-            processor._rate.observe(index, index * 1000 / fps)
+        processor = _processor_at(fps, StreamConfig(name="cam", source="x", recount_s=0.5))
         assert not processor._recounted(Track(1, (100, 100, 80, 60), 0, 0), 10)
         assert processor._recounted(Track(2, (104, 100, 80, 60), 0, 0), 18) is fragment
+
+
+def test_a_lost_track_is_dropped_after_the_same_time_at_10_and_30_fps() -> None:
+    # unseen for 4 frames: 0.13 s at 30 fps (kept: a vehicle hidden behind another for a
+    # moment), 0.4 s at 10 fps (dropped). 10 frames were 1 s at 10 fps.
+    for fps, kept in ((30.0, True), (10.0, False)):
+        processor = _processor_at(fps, StreamConfig(name="cam", source="x", max_missed_s=0.33))
+        processor._tracker.update([(100, 100, 80, 60)], 10)
+        processor._expire(14)
+        assert bool(processor._tracker.tracks) is kept
+
+
+def test_the_stream_gives_its_frame_rate_to_the_background_model() -> None:
+    config = StreamConfig(name="cam", source="x", motion={"history_s": 10.0})
+    processor = StreamProcessor(config, scheduler=None, labels=["car"])  # type: ignore[arg-type]
+    road = np.full((180, 320, 3), 90, np.uint8)
+    for index in range(5):  # an empty road at 10 fps: nothing to classify
+        frame = Frame(pixels=road, index=index, captured_at=0.0, media_ms=index * 100.0,
+                      decode_ms=0.0)  # fmt: skip
+        assert list(processor.process(frame)) == []
+    assert processor._detector is not None
+    assert processor._detector._subtractor.getHistory() == 100

@@ -24,10 +24,13 @@ def test_a_stride_counts_the_frames_it_skipped() -> None:
     # every 3rd frame of a 30 fps file analysed: indices step by 3, 100 ms apart
     rate = _observed([(i, i * 1000 / 30) for i in range(0, 60, 3)])
     assert rate.fps == pytest.approx(30.0) and rate.frames(0.5) == 15
+    # the background model learns from the analysed frames only: 10 of them a second
+    assert rate.observed_fps == pytest.approx(10.0)
+    assert _observed([(i, i * 100.0) for i in range(20)]).observed_fps == pytest.approx(10.0)
 
 
 def test_no_usable_timestamps_means_the_default_rate() -> None:
-    assert FrameRate().fps == DEFAULT_FPS
+    assert FrameRate().fps == FrameRate().observed_fps == DEFAULT_FPS
     assert _observed([(i, 0.0) for i in range(20)]).fps == DEFAULT_FPS  # standing still
 
 

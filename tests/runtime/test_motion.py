@@ -32,13 +32,48 @@ def test_shrink_never_returns_the_callers_array() -> None:
     assert small.shape == image.shape and not np.shares_memory(small, image)
 
 
-def test_knn_background_model_gets_the_configured_history() -> None:
-    detector = MotionDetector(MotionConfig(method="knn", history=123))
-    assert isinstance(detector._subtractor, cv2.BackgroundSubtractorKNN)
-    assert detector._subtractor.getHistory() == 123 and not detector._subtractor.getDetectShadows()
-    detector.reset()
-    assert isinstance(detector._subtractor, cv2.BackgroundSubtractorKNN)
-    assert detector._subtractor.getHistory() == 123
+@pytest.mark.parametrize("method", ["knn", "mog2"])
+def test_the_background_history_is_kept_in_seconds(method: str) -> None:
+    detector = MotionDetector(MotionConfig(method=method, history_s=4.1))
+    assert detector._subtractor.getHistory() == 123  # 30 fps until the stream says otherwise
+    detector.follow_rate(10.0)
+    assert detector._subtractor.getHistory() == 41
+    detector.reset()  # a camera that moved: the new model keeps the stream's rate
+    assert detector._subtractor.getHistory() == 41
+    if method == "knn":
+        assert isinstance(detector._subtractor, cv2.BackgroundSubtractorKNN)
+        assert not detector._subtractor.getDetectShadows()
+
+
+def _seconds_to_absorb(method: str, fps: float) -> float:
+    """How long a vehicle that stops stays foreground after 20 s of empty road, in seconds."""
+    rng = np.random.default_rng(0)
+    road = cv2.GaussianBlur(rng.integers(0, 256, (90, 160), dtype=np.uint8), (0, 0), 2)
+    detector = MotionDetector(MotionConfig(method=method, history_s=4.0))
+    detector.follow_rate(fps)
+    stops = round(20 * fps)
+    for index in range(round(40 * fps)):
+        frame = cv2.add(road, rng.integers(0, 16, road.shape, dtype=np.uint8))
+        if index >= stops:
+            frame[30:55, 50:90] = 230
+        detector.detect_grey(frame, 1.0)
+        if index > stops and detector.mask[30:55, 50:90].mean() < 255 / 2:
+            return (index - stops) / fps
+    raise AssertionError("the stopped vehicle never became background")
+
+
+@pytest.mark.parametrize("method", ["knn", "mog2"])
+def test_a_stopped_vehicle_becomes_background_after_the_same_time_at_10_and_30_fps(
+    method: str,
+) -> None:
+    """With the history in frames, 10 fps took 3 times as long (KNN 0.6 s -> 2.0 s)."""
+    at_30, at_10 = _seconds_to_absorb(method, 30.0), _seconds_to_absorb(method, 10.0)
+    assert 0 < at_10 < 1.6 * at_30
+
+
+def test_history_in_frames_is_refused_with_its_new_name() -> None:
+    with pytest.raises(ValueError, match=r"'history' is now 'history_s', in seconds"):
+        MotionConfig.model_validate({"history": 300})
 
 
 @pytest.mark.parametrize("mixtures", [3, 5])
@@ -57,7 +92,7 @@ def test_knn_masks_do_not_depend_on_what_drew_from_opencvs_rng_before() -> None:
     noise = [rng.integers(0, 24, background.shape, dtype=np.uint8) for _ in range(60)]
 
     def masks() -> list[np.ndarray]:
-        detector = MotionDetector(MotionConfig(method="knn", history=50))
+        detector = MotionDetector(MotionConfig(method="knn", history_s=50 / 30))
         found = []
         for i, grain in enumerate(noise):
             frame = cv2.add(background, grain)

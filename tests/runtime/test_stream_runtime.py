@@ -396,6 +396,11 @@ def test_config_typo_names_field_and_file(tmp_path: Path) -> None:
     config.write_text('bundle = "b"\n[[streams]]\nname = "a"\nsource = "x"\nrecount_frames = 15\n')
     with pytest.raises(EdgeTLError, match=r"streams\.0.*'recount_frames' is now 'recount_s'"):
         load_config(config)
+    config.write_text(
+        'bundle = "b"\n[[streams]]\nname = "a"\nsource = "x"\n[streams.motion]\nhistory = 300\n'
+    )
+    with pytest.raises(EdgeTLError, match=r"streams\.0\.motion.*'history' is now 'history_s'"):
+        load_config(config)
 
 
 def test_shipped_example_config_is_valid() -> None:
