@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from edge_tl.adapt.labels import LABELS_FILE, load_tracks, write_labels  # noqa: E402
 from edge_tl.counting import (  # noqa: E402
     CountedEvent,
+    MatchWindow,
     count_events,
     count_metrics,
     load_ground_truth,
@@ -67,7 +68,7 @@ def label_from_truth(harvest: Path, truth_file: Path) -> dict[str, int]:
         CountedEvent(t.count_frame, position_along(truth.line_px, _centre(t.box)), t.class_ or "")
         for t in tracks
     ]
-    match = match_counts(counted, truth.crossings, truth.edge_cases)
+    match = match_counts(counted, truth.crossings, truth.edge_cases, MatchWindow.of(truth))
     labels = {t.id: "x" for t in tracks}
     for ci, ei in match.pairs:
         labels[tracks[ei].id] = truth.crossings[ci].class_

@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from counting import VIDEOS, eval_clip
 
+from edge_tl.counting import MAX_POSITION_PX
+
 OUT = Path(__file__).resolve().parent / "results" / "counting-variants"
 Point = tuple[float, float]
 
@@ -86,6 +88,8 @@ def variant_truth(truth: dict, name: str) -> dict:
     made["line_px"] = [list(p) for p in line]
     made["line"] = [[x / new_w, y / new_h] for x, y in line]
     made["fps"] = truth["fps"] / variant.every
+    if variant.scale != 1:  # the match window's pixels are the file's: a smaller frame, fewer
+        made["match_px"] = truth.get("match_px", MAX_POSITION_PX) * variant.scale
     for crossing in made["crossings"] + made.get("edge_cases", []):
         if crossing.get("frame") is not None:
             crossing["frame"] //= variant.every

@@ -33,13 +33,16 @@ from tests.conftest import SHARED_DATA, run_cli
 LABELS = ["bike", "car", "truck"]
 
 
-def _truth(crossings: list[dict], edge_cases: list[dict] | None = None) -> GroundTruth:
+def _truth(
+    crossings: list[dict], edge_cases: list[dict] | None = None, **fields: object
+) -> GroundTruth:
     return GroundTruth.model_validate(
         {
             "resolution": {"width": 1000, "height": 500},
             "line": [[0.1, 0.5], [0.9, 0.5]],
             "crossings": crossings,
             "edge_cases": edge_cases or [],
+            **fields,
         }
     )
 
@@ -69,6 +72,23 @@ def test_double_count_miss_and_tolerances() -> None:
     assert match.pairs == [(0, 0), (2, 4)]
     assert match.missed == [1]
     assert match.spurious == [1, 2, 3]
+
+
+def test_the_match_window_is_half_a_second_at_the_clips_frame_rate() -> None:
+    """A count 8 frames after its crossing: 0.27 s at 30 fps (a match), 0.8 s at 10 fps (not:
+    15 frames were 1.5 s there). A file that does not say its fps keeps 15 frames."""
+    crossing = [{"frame": 100, "class": "car", "pos_px_along_line": 200}]
+    late = [CountedEvent(108, 200, "car")]
+    at_30, at_10 = _truth(crossing, fps=29.97), _truth(crossing, fps=10)
+    assert count_metrics(late, at_30, LABELS)["match_window"] == {"frames": 15, "px": 80.0}
+    assert count_metrics(late, at_30, LABELS)["matched"] == 1
+    assert count_metrics(late, at_10, LABELS)["match_window"]["frames"] == 5
+    assert count_metrics(late, at_10, LABELS)["matched"] == 0
+    assert count_metrics([CountedEvent(115, 200, "car")], _truth(crossing), LABELS)["matched"] == 1
+    # a smaller frame's file says its own pixels: 50 px off matches at 80, not at 40
+    off = [CountedEvent(100, 250, "car")]
+    assert count_metrics(off, _truth(crossing), LABELS)["matched"] == 1
+    assert count_metrics(off, _truth(crossing, match_px=40), LABELS)["matched"] == 0
 
 
 def test_closest_pairs_win_and_each_is_used_once() -> None:

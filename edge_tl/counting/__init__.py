@@ -11,8 +11,10 @@ from edge_tl.counting.run import evaluate_counts
 from edge_tl.counting.score import (
     MAX_FRAMES,
     MAX_POSITION_PX,
+    MAX_SECONDS,
     CountedEvent,
     CountMatch,
+    MatchWindow,
     count_events,
     count_metrics,
     match_counts,
@@ -39,4 +41,6 @@ __all__ = [
     "evaluate_counts",
     "MAX_FRAMES",
     "MAX_POSITION_PX",
+    "MAX_SECONDS",
+    "MatchWindow",
 ]

@@ -19,7 +19,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge_tl.counting.score import MAX_FRAMES, CountedEvent, match_counts
+from edge_tl.counting.score import CountedEvent, MatchWindow, match_counts
 from edge_tl.counting.truth import GroundTruth, Point
 from edge_tl.errors import EdgeTLError, SourceError
 from edge_tl.files import staged_folder
@@ -70,7 +70,7 @@ class CountError:
 def count_errors(events: Sequence[CountedEvent], truth: GroundTruth) -> list[CountError]:
     """The run's errors in frame order: crossings no count matched, counts that matched no
     crossing (nor an edge case), and sure crossings whose count named another class."""
-    match = match_counts(events, truth.crossings, truth.edge_cases)
+    match = match_counts(events, truth.crossings, truth.edge_cases, MatchWindow.of(truth))
     crossings = truth.crossings
     errors = [
         CountError("missed", c.frame, c.pos_px_along_line, c.class_, None)
@@ -106,12 +106,13 @@ def write_gallery(
     }
     size = (truth.resolution.width, truth.resolution.height)
     frames = _read_frames(clip, wanted, size)
+    near_frames = MatchWindow.of(truth).frames
     with staged_folder(out) as staging:
         index: list[dict[str, object]] = []
         for error in errors:
             if error.frame not in frames:
                 raise SourceError(f"{clip}: has no frame {error.frame} (the count events' clip?)")
-            picture = _picture(error, frames, truth.line_px, events)
+            picture = _picture(error, frames, truth.line_px, events, near_frames)
             name = error.file_name
             if (staging / name).exists():  # two of a kind and class in one frame (a pair)
                 name = f"{Path(name).stem}-{len(index)}.jpg"
@@ -149,6 +150,7 @@ def _picture(
     frames: dict[int, np.ndarray],
     line_px: tuple[Point, Point],
     events: Sequence[CountedEvent],
+    near_frames: int,
 ) -> np.ndarray:
     """Three panels: before, the error's frame (annotated), after; missing ones are black."""
     shape = frames[error.frame].shape
@@ -158,7 +160,7 @@ def _picture(
         panel = frames[index].copy() if index in frames else np.zeros(shape, np.uint8)
         _draw_line(panel, line_px)
         if offset == 0:
-            _annotate(panel, error, line_px, events)
+            _annotate(panel, error, line_px, events, near_frames)
         _text(panel, f"frame {index}", (6, panel.shape[0] - 8), (255, 255, 255))
         panels.append(panel)
     height = round(shape[0] * PANEL_WIDTH / shape[1])
@@ -172,13 +174,14 @@ def _annotate(
     error: CountError,
     line_px: tuple[Point, Point],
     events: Sequence[CountedEvent],
+    near_frames: int,
 ) -> None:
-    # the counts of neighbouring frames as ticks on the line: a miss is often a count that
+    # the counts of neighbouring frames (within the match window) as ticks on the line: a miss is often a count that
     # went to a neighbour's blob, or came a few frames too early or late
     near = [
         e
         for i, e in enumerate(events)
-        if abs(e.frame - error.frame) <= MAX_FRAMES and i != error.event
+        if abs(e.frame - error.frame) <= near_frames and i != error.event
     ]
     step = max(12, panel.shape[0] // 24)
     for n, event in enumerate(sorted(near, key=lambda e: e.position)):

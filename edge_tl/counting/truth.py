@@ -63,6 +63,10 @@ class Resolution(_Loose):
 
 class GroundTruth(_Loose):
     video: str | None = None
+    fps: float | None = Field(default=None, gt=0)  # the clip's: turns the match window into frames
+    # how far along the line a count may be from its crossing, in this file's pixels (default
+    # 80: the shared clips'); a file for a smaller or larger frame says its own
+    match_px: float | None = Field(default=None, gt=0)
     resolution: Resolution
     line: tuple[Point, Point]  # normalized 0..1
     crossings: list[Crossing]

@@ -87,7 +87,7 @@ class StreamConfig(_Strict):
     split_min_width: float = Field(default=0.05, ge=0, lt=1)
     # a track not seen for longer than this is dropped (10 frames at 30 fps). Seconds, not
     # frames: 10 frames were 1 s at 10 fps, long enough for a track to take over the next
-    # vehicle's blob (overhead clip at 10 fps: F1 0.82 -> 0.84; 30 fps unchanged: counting.md)
+    # vehicle's blob (with `motion.history_s`: see MotionConfig; 30 fps unchanged)
     max_missed_s: float = Field(default=0.33, gt=0)
     min_hits: int = Field(default=2, ge=1)  # frames a track is seen before it is classified
     classify_every: int = Field(default=3, ge=1)  # frames between classifications of a track

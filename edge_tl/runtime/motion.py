@@ -48,9 +48,9 @@ class MotionConfig(BaseModel):
     min_area: float = Field(default=0.002, gt=0, lt=1)  # share of the frame a blob must cover
     # how long the background model remembers, in seconds, given to it as frames at the
     # stream's own rate (`follow_rate`): 300 frames were 10 s at 30 fps but 30 s at 10 fps, and a
-    # stopped vehicle took 3 times as long to become background. Overhead clip at 15 / 10 fps F1
-    # 0.847 / 0.789 -> 0.862 / 0.818 (highway 10 fps 1.000 -> 0.957, a speck at the line's end);
-    # 30 fps unchanged (counting.md)
+    # stopped vehicle took 3 times as long to become background. With `max_missed_s`, overhead
+    # clip at 15 / 10 fps F1 0.763 / 0.713 -> 0.821 / 0.748 (highway 10 fps 1.000 -> 0.957, a
+    # speck at the line's end); 30 fps unchanged (counting.md)
     history_s: float = Field(default=10.0, gt=0)
     warmup_frames: int = Field(default=10, ge=0)  # frames to learn the background first
     threshold: float = Field(default=16.0, gt=0)  # MOG2's varThreshold (KNN: see KNN_DIST2)
