@@ -24,6 +24,7 @@ KEEP = (
     "edge_case_counts", "recall", "precision", "f1", "class_accuracy_sure",
     "class_accuracy_all", "per_class", "confusion", "missed_frames", "spurious_frames",
     "backend", "frames", "settings", "drift_events", "camera_moved_frames", "split_frames",
+    "match_window",
 )  # fmt: skip
 
 
