@@ -166,3 +166,40 @@ def test_the_stream_gives_its_frame_rate_to_the_background_model() -> None:
         assert list(processor.process(frame)) == []
     assert processor._detector is not None
     assert processor._detector._subtractor.getHistory() == 100
+
+
+def test_a_vehicle_that_outruns_its_overlap_keeps_its_track() -> None:
+    # a motorbike in a close view at 10-15 fps: 30 px long, 28 px a frame (IoU 0.03), then
+    # 36 px a frame: beyond its own length, where only its heading finds it
+    tracker = IouTracker(match_by_distance=True)
+    ids = {
+        t.id
+        for i, x in enumerate((100, 128, 164, 200, 236))
+        for t in tracker.update([(x, 50, 30, 20)], i)
+    }
+    assert len(ids) == 1 and next(iter(tracker.tracks.values())).hits == 5
+
+
+def test_the_distance_match_takes_neither_strangers_nor_fragments() -> None:
+    tracker = IouTracker(match_by_distance=True)
+    (track,) = tracker.update([(100, 50, 30, 20)], 0)
+    # beyond its own size with no heading yet: another vehicle; a sixth of its area next to
+    # it: a fragment
+    (far,) = tracker.update([(150, 50, 30, 20)], 1)
+    (small,) = tracker.update([(140, 52, 10, 10)], 2)
+    assert len({track.id, far.id, small.id}) == 3
+    # a track unseen for a frame is left to the IoU match
+    lost = IouTracker(match_by_distance=True)
+    lost.update([(100, 50, 30, 20)], 0)
+    lost.update([], 1)  # not found in this frame
+    (later,) = lost.update([(128, 50, 30, 20)], 2)
+    assert later.id == 2
+
+
+def test_the_distance_match_is_on_under_20_fps_only() -> None:
+    for fps, on in ((30.0, False), (25.0, False), (15.0, True), (10.0, True)):
+        processor = _processor_at(fps, StreamConfig(name="cam", source="x"))
+        road = np.full((180, 320, 3), 90, np.uint8)
+        frame = Frame(pixels=road, index=10, captured_at=0.0, media_ms=10_000 / fps, decode_ms=0.0)
+        assert list(processor.process(frame)) == []
+        assert processor._tracker.match_by_distance is on
