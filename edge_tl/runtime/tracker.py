@@ -196,11 +196,18 @@ class IouTracker:
 
     @staticmethod
     def check_crossing(
-        track: Track, line_px: tuple[tuple[float, float], tuple[float, float]]
+        track: Track,
+        line_px: tuple[tuple[float, float], tuple[float, float]],
+        confirmed: bool = True,
     ) -> bool:
         """True exactly once: when the track's centre changes side of the line between its
-        end points (a vehicle passing beyond either end is not counted)."""
+        end points (a vehicle passing beyond either end is not counted). A track not yet
+        `confirmed` (seen too few times to count) keeps the side it was first seen on, so that
+        a vehicle already past the line when it is confirmed still counts."""
         side = float(np.sign(crossed(line_px, track.centre)))
+        if not confirmed:
+            track.side = track.side or side or None
+            return False
         previous, track.side = track.side, side if side else track.side
         if track.counted or previous is None or side == 0 or side == previous:
             return False

@@ -116,6 +116,17 @@ def test_crossings_count_between_the_end_points_only() -> None:
     assert not IouTracker.check_crossing(inside, line)  # once only
 
 
+def test_an_unconfirmed_track_keeps_its_first_side_and_counts_once_confirmed() -> None:
+    line = ((100.0, 100.0), (300.0, 100.0))
+    track = Track(1, (190, 80, 20, 10), 0, 0)  # first sighting, above the line
+    for y in (80, 110):  # confirmed on its third sighting, below the line since its second
+        track.box = (190, y, 20, 10)
+        assert not IouTracker.check_crossing(track, line, confirmed=False)
+    assert not track.counted and track.side == -1.0  # the side it was first seen on
+    track.box = (190, 120, 20, 10)
+    assert IouTracker.check_crossing(track, line) and track.counted
+
+
 def test_a_fragment_of_a_counted_vehicle_is_not_counted_again() -> None:
     config = StreamConfig(name="cam", source="x", recount_s=0.5)  # 15 frames at 30 fps
     processor = StreamProcessor(config, scheduler=None, labels=["car", "bike"])  # type: ignore[arg-type]

@@ -145,6 +145,37 @@ def test_classify_at_line_counts_the_same_and_skips_tracks_that_never_cross(
     assert reference is not None and run("at_line", below, drift=True) == ([], 0)
 
 
+@pytest.mark.slow
+def test_a_vehicle_past_the_line_in_its_second_frame_is_counted_at_10_fps(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
+    """A 10 fps camera: a vehicle comes out from behind a pole 10 px before the line and is
+    20 px past it one frame later. Its track is confirmed on its second sighting (`min_hits`):
+    its side must be known from its first, or the crossing is never seen."""
+    rng = np.random.default_rng(0)
+    size = (320, 160)
+    background = np.clip(rng.normal(110, 6, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    sprite = cv2.resize(_pattern("disc", rng), (56, 56), interpolation=cv2.INTER_NEAREST)
+    writer = cv2.VideoWriter(str(tmp_path / "pole.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    frames = [background] * 15
+    for left in range(160 - 10 - 28, 320 - 56, 30):  # centre 10 px before the line, then on
+        frame = background.copy()
+        frame[52:108, left : left + 56] = sprite
+        frames.append(frame)
+    for frame in [*frames, *[background] * 5]:
+        writer.write(frame)
+    writer.release()
+    bundle = Bundle.load(exported_bundle)
+    with create_backend(bundle, "onnxruntime") as backend:
+        scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
+        processor = StreamProcessor(StreamConfig(name="pole", source="-"), scheduler, bundle.labels)
+        source = VideoFileSource(tmp_path / "pole.mp4")
+        events = [e for frame in source for e in processor.process(frame)]
+        events += processor.finish()  # the count's votes come in after the clip's end
+        scheduler.close()
+    assert [e["frame"] for e in events if e["kind"] == "count"] == [16]
+
+
 class _SlowClassifier(Classifier):
     """The real classifier, `delay_s` slower per batch (a busy box, a remote server)."""
 
