@@ -73,9 +73,11 @@ SIDE_BY_SIDE_FRAMES = 2
 # of 8 live cameras waited for nearly every vote (71 % of frames analysed; 84 % with 15)
 VOTE_DELAY_FRAMES = 15
 
-# under this rate the tracker also pairs boxes by distance (IouTracker.update): measured at 10
-# and 15 fps it found crossings IoU lost, at 30 fps only fragments
-DISTANCE_MATCH_FPS = 20.0
+# under this rate the tracker also pairs boxes by distance (IouTracker.update) and keeps a track's
+# first side of the line: measured at 10 and 15 fps they found crossings, at 30 fps only
+# fragments. Between 15 and 20 fps, not at either: 20 fps is a common camera rate, and a rate read
+# from jittery timestamps would flip the tracker's rule from frame to frame
+DISTANCE_MATCH_FPS = 18.0
 
 
 class StreamProcessor:
@@ -252,7 +254,7 @@ class StreamProcessor:
                 detector.reset()  # a new view: learn its background from scratch
         detector.follow_rate(self._rate.observed_fps)
         self._vehicles = detector.detect_grey(*self._grey(frame, config.motion.width))
-        # fast vehicles outrun their own overlap between frames under 20 fps (IouTracker.update)
+        # fast vehicles outrun their own overlap between frames at 10-15 fps (IouTracker.update)
         self._tracker.match_by_distance = self._rate.observed_fps < DISTANCE_MATCH_FPS
         tracks = self._tracker.update(self._vehicles, frame.index)
         self._collect(frame.index)
@@ -269,7 +271,7 @@ class StreamProcessor:
         for track in tracks:
             if track.hits >= config.min_hits and not track.counted:
                 self._look_beside(track, frame, line_px, detector)
-        # under 20 fps a vehicle first seen just before the line can be past it when its track is
+        # at 10-15 fps a vehicle first seen just before the line can be past it when its track is
         # confirmed: its side is kept from its first sighting (10 fps: 3 more crossings found on
         # the overhead clip, none more spurious). At 30 fps the wait had been filtering
         # fragments born on the line (8 more spurious counts over the variants: counting.md)

@@ -115,7 +115,7 @@ class IouTracker:
         self, min_iou: float = 0.2, max_missed: int = 10, match_by_distance: bool = False
     ) -> None:
         self.min_iou, self.max_missed = min_iou, max_missed
-        # a second match for what IoU left over (see `update`): for streams under 20 fps
+        # a second match for what IoU left over (see `update`): for streams at 10-15 fps
         self.match_by_distance = match_by_distance
         self.tracks: dict[int, Track] = {}
         self._next_id = 1

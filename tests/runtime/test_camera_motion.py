@@ -207,8 +207,8 @@ def test_the_distance_match_takes_neither_strangers_nor_fragments() -> None:
     assert later.id == 2
 
 
-def test_the_distance_match_is_on_under_20_fps_only() -> None:
-    for fps, on in ((30.0, False), (25.0, False), (15.0, True), (10.0, True)):
+def test_the_distance_match_is_on_at_15_fps_and_under_only() -> None:
+    for fps, on in ((30.0, False), (25.0, False), (20.0, False), (15.0, True), (10.0, True)):
         processor = _processor_at(fps, StreamConfig(name="cam", source="x"))
         road = np.full((180, 320, 3), 90, np.uint8)
         frame = Frame(pixels=road, index=10, captured_at=0.0, media_ms=10_000 / fps, decode_ms=0.0)
