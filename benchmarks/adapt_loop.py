@@ -33,6 +33,7 @@ from edge_tl.counting import (  # noqa: E402
     match_counts,
     position_along,
 )
+from edge_tl.runtime.tracker import box_centre  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 OUT = ROOT / "benchmarks" / "results" / "adapt-loop.json"
@@ -65,7 +66,9 @@ def label_from_truth(harvest: Path, truth_file: Path) -> dict[str, int]:
     truth = load_ground_truth(truth_file)
     tracks = load_tracks(harvest)
     counted = [
-        CountedEvent(t.count_frame, position_along(truth.line_px, _centre(t.box)), t.class_ or "")
+        CountedEvent(
+            t.count_frame, position_along(truth.line_px, box_centre(t.box)), t.class_ or ""
+        )
         for t in tracks
     ]
     match = match_counts(counted, truth.crossings, truth.edge_cases, MatchWindow.of(truth))
@@ -78,11 +81,6 @@ def label_from_truth(harvest: Path, truth_file: Path) -> dict[str, int]:
         "labelled": len(match.pairs),
         "discarded": len(tracks) - len(match.pairs),
     }
-
-
-def _centre(box: list[float]) -> tuple[float, float]:
-    x, y, w, h = box
-    return x + w / 2, y + h / 2
 
 
 def main() -> None:

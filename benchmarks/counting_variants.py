@@ -4,8 +4,9 @@ shaking mast? Each clip is re-encoded without loss as it is (the control: the BG
 trip alone moves counts), mirrored, turned 90° clockwise, upside down, at a half and a third of
 its frame rate (every 2nd / 3rd frame), at half its size, dim (dusk: 40 % of the light plus
 sensor noise) and shaky (the view jumps up to 3 px each way every frame). Its ground truth is
-made alike: turns keep positions along the line, crossing frames are divided by the frame step,
-positions are halved with the size (the matcher's 80 px stay 80 px). Each is scored by `edge-tl
+made alike: turns keep positions along the line, crossing frames and `fps` are divided by the
+frame step (the match window stays 0.5 s), positions and the matcher's 80 px (`match_px`) are
+halved with the size. Each is scored by `edge-tl
 eval-counts` as `counting.py` does. Detection (F1, misses, spurious counts) should stay within
 the control's noise for every variant. Class accuracy means something for all but the turned
 and upside-down clips: no camera shows vehicles on their side or upside down. The clips are

@@ -112,9 +112,8 @@ def detector_counts(frames: list, line, min_score: float) -> list[CountedEvent]:
                  for label, score, b in detections if label in VEHICLES and score >= min_score]  # fmt: skip
         for track in tracker.update(boxes, index):
             if track.hits >= 2 and IouTracker.check_crossing(track, line):
-                x, y, w, h = track.box
-                position = position_along(line, (x + w / 2, y + h / 2))
-                counted.append(CountedEvent(index, position, "car", (x, y, w, h), track.id))
+                position = position_along(line, track.centre)
+                counted.append(CountedEvent(index, position, "car", track.box, track.id))
         tracker.expire(index)
     return counted
 

@@ -176,8 +176,8 @@ def _annotate(
     events: Sequence[CountedEvent],
     near_frames: int,
 ) -> None:
-    # the counts of neighbouring frames (within the match window) as ticks on the line: a miss is often a count that
-    # went to a neighbour's blob, or came a few frames too early or late
+    # the counts of neighbouring frames (within the match window) as ticks on the line: a miss
+    # is often a count that went to a neighbour's blob, or came a few frames too early or late
     near = [
         e
         for i, e in enumerate(events)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_tl.counting.truth import Crossing, EdgeCase, GroundTruth, Point, position_along
+from edge_tl.runtime.tracker import box_centre
 
 __all__ = [
     "MAX_FRAMES",
@@ -124,7 +125,7 @@ def count_events(
         if event.get("kind") != "count":
             continue
         x, y, w, h = event["box"]
-        position = position_along(line_px, (x + w / 2, y + h / 2))
+        position = position_along(line_px, box_centre((x, y, w, h)))
         counted.append(
             CountedEvent(
                 int(event["frame"]),

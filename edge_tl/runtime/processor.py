@@ -252,10 +252,12 @@ class StreamProcessor:
                 return
             if camera.settled and config.camera_motion.relearn:
                 detector.reset()  # a new view: learn its background from scratch
-        detector.follow_rate(self._rate.observed_fps)
+        fps = self._rate.observed_fps
+        detector.follow_rate(fps)
         self._vehicles = detector.detect_grey(*self._grey(frame, config.motion.width))
+        slow = fps < DISTANCE_MATCH_FPS
         # fast vehicles outrun their own overlap between frames at 10-15 fps (IouTracker.update)
-        self._tracker.match_by_distance = self._rate.observed_fps < DISTANCE_MATCH_FPS
+        self._tracker.match_by_distance = slow
         tracks = self._tracker.update(self._vehicles, frame.index)
         self._collect(frame.index)
         out = Counter(entry[0].id for entry in self._inflight)  # classifications pending
@@ -275,7 +277,6 @@ class StreamProcessor:
         # confirmed: its side is kept from its first sighting (10 fps: 3 more crossings found on
         # the overhead clip, none more spurious). At 30 fps the wait had been filtering
         # fragments born on the line (8 more spurious counts over the variants: counting.md)
-        slow = self._tracker.match_by_distance
         crossing = [
             t for t in tracks
             if (t.hits >= config.min_hits or slow)

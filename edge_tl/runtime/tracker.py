@@ -4,13 +4,15 @@ crosses the configured line."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_tl.runtime.motion import Box
 
-__all__ = ["Track", "IouTracker", "crossed", "along", "iou", "overlap"]
+__all__ = ["Track", "IouTracker", "box_centre", "crossed", "along", "iou", "overlap"]
 
 
 @dataclass
@@ -33,8 +35,7 @@ class Track:
 
     @property
     def centre(self) -> tuple[float, float]:
-        x, y, w, h = self.box
-        return x + w / 2, y + h / 2
+        return box_centre(self.box)
 
     def vote(self, scores: np.ndarray, prior: np.ndarray | None = None) -> None:
         """Add one classification's probability vector (and the prior's)."""
@@ -51,6 +52,12 @@ class Track:
 
     def mean_prior(self) -> np.ndarray | None:
         return None if self.prior_votes is None else self.prior_votes / self.classified
+
+
+def box_centre(box: Sequence[float]) -> tuple[float, float]:
+    """The centre of an (x, y, w, h) box."""
+    x, y, w, h = box
+    return x + w / 2, y + h / 2
 
 
 def iou(a: Box, b: Box) -> float:
@@ -90,23 +97,18 @@ def along(
     return ((point[0] - x1) * dx + (point[1] - y1) * dy) / (dx * dx + dy * dy)
 
 
-def _centre(box: Box) -> tuple[float, float]:
-    x, y, w, h = box
-    return x + w / 2, y + h / 2
-
-
 def _step(track: Track, box: Box) -> float | None:
     """How far `box` lies from where `track` was heading, in units of the track's size; None
     beyond one size or for a box of another size (a fragment, a neighbour)."""
     tw, th = track.box[2], track.box[3]
     if not 0.5 <= (box[2] * box[3]) / max(tw * th, 1) <= 2.0:
         return None
-    cx, cy = _centre(track.box)
+    cx, cy = track.centre
     if track.previous is not None:
-        px, py = _centre(track.previous)
+        px, py = box_centre(track.previous)
         cx, cy = 2 * cx - px, 2 * cy - py
-    bx, by = _centre(box)
-    distance = ((bx - cx) ** 2 + (by - cy) ** 2) ** 0.5 / max(tw, th, 1)
+    bx, by = box_centre(box)
+    distance = math.hypot(bx - cx, by - cy) / max(tw, th, 1)
     return distance if distance <= 1.0 else None
 
 
