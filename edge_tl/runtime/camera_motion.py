@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from edge_tl.runtime.frame_rate import DEFAULT_FPS
 from edge_tl.runtime.motion import Box, small_grey
+from edge_tl.runtime.renamed import RefusesRenamed
 
 __all__ = ["CameraMotionConfig", "CameraMotion", "GlobalMotion"]
 
@@ -28,50 +31,83 @@ MAX_CORNERS = 100
 # found afresh when fewer than half are left or after this many estimates: finding them cost
 # as much as tracking them
 REFRESH_ESTIMATES = 8
+MIN_WINDOW = 3  # a median of fewer estimates outvotes no single misfit
 
 
-class CameraMotionConfig(BaseModel):
+class CameraMotionConfig(RefusesRenamed):
     """The `[streams.camera_motion]` section: when the camera counts as moving."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     width: int = Field(default=320, ge=64)  # longer side it is estimated at (as motion detection)
-    moving_px: float = Field(default=3.5, gt=0)  # per-frame background shift at `width`
+    # Speeds and times, not frame counts: the same pan moves the view 3 times as far between
+    # frames at 10 fps as at 30, so `moving_px` 3.5 per frame called the overhead clip's zoom-in
+    # a movement at 15 and 10 fps and not at 30 (camera_moved at 4 / 2 / 3 different frames)
+    moving_px_s: float = Field(default=105.0, gt=0)  # background shift per second at `width`
     # measured on the overhead clip: pausing while it zooms lost more real crossings than it
     # saved spurious ones (recall 0.80 → 0.67), so counting goes on unless asked otherwise
     pause_counting: bool = False
     relearn: bool = False  # forget the background once a movement has settled (measured: costs
     # recall, F1 0.85 → 0.79: ten warm-up frames without detections, then ghosts)
-    window: int = Field(default=5, ge=1)  # estimates in the median that smooths single misfits
-    # estimate on every Nth frame (the shift between them divided by N): the background shift
-    # is smooth over frames, and optical flow was half of this module's cost on 720p cameras
-    every: int = Field(default=2, ge=1)
-    settle_frames: int = Field(default=8, ge=1)  # still frames before counting resumes
+    window_s: float = Field(default=0.33, gt=0)  # the median that smooths single misfits
+    # estimate at most this often (the shift between estimates divided by the frames between
+    # them): the background shift is smooth over frames, and optical flow was half of this
+    # module's cost on 720p cameras. Every 2nd frame at 30 fps, every frame at 10-20 fps: there
+    # a 2-frame step would leave 2 estimates in `window_s` (whose median outvotes no misfit:
+    # a spurious camera_moved in the overhead clip's close view at 15 and 10 fps) and give
+    # optical flow twice the distance to find
+    every_s: float = Field(default=0.067, gt=0)
+    settle_s: float = Field(default=0.27, gt=0)  # still this long before counting resumes
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "moving_px": "'moving_px_s', per second (3.5 px a frame at 30 fps: 105)",
+        "window": "'window_s', in seconds (5 estimates of every 2nd frame at 30 fps: 0.33)",
+        "every": "'every_s', in seconds (every 2nd frame at 30 fps: 0.067)",
+        "settle_frames": "'settle_s', in seconds (8 frames at 30 fps: 0.27)",
+    }
 
 
 @dataclass(frozen=True)
 class GlobalMotion:
-    shift_px: float  # background displacement this frame (median of `window`), at `width`
-    moving: bool  # faster than moving_px
+    shift_px: float  # background displacement per frame (median over `window_s`), at `width`
+    shift_px_s: float  # the same per second at the stream's rate
+    moving: bool  # faster than moving_px_s
     started: bool  # this frame began a movement (emit camera_moved)
     settled: bool  # this frame ended one (relearn the background, drop the tracks)
 
 
 class CameraMotion:
-    """Feed every frame to `update`; it says whether the camera moves."""
+    """Feed every frame to `update`; it says whether the camera moves. Its settings in seconds
+    become frames at the rate given to `follow_rate` (30 fps until then)."""
 
     def __init__(self, config: CameraMotionConfig | None = None) -> None:
         self.config = config or CameraMotionConfig()
         self._previous: np.ndarray | None = None
         self._corners: np.ndarray | None = None  # the previous frame's, tracked into it
         self._corners_age = 0  # estimates since the corners were last found
-        self._recent: deque[float] = deque(maxlen=self.config.window)
+        self._fps = DEFAULT_FPS
+        self._every = self._frames_between_estimates()
+        self._recent: deque[float] = deque(maxlen=self._window())
         self._moving = False
         self._still = 0
         self._frames = 0
-        self._last = GlobalMotion(0.0, False, False, False)
+        self._last = GlobalMotion(0.0, 0.0, False, False, False)
         self.movements = 0
+
+    def follow_rate(self, fps: float) -> None:
+        """The rate at which frames reach `update` (a stride's, not the decoder's)."""
+        if fps != self._fps:
+            self._fps = fps
+            self._every = self._frames_between_estimates()
+            self._recent = deque(self._recent, maxlen=self._window())
+
+    def _frames_between_estimates(self) -> int:
+        return max(1, round(self.config.every_s * self._fps))
+
+    def _window(self) -> int:
+        """Estimates in the median: those of `window_s`, and at least MIN_WINDOW."""
+        return max(MIN_WINDOW, round(self.config.window_s * self._fps / self._every))
 
     def update(self, frame: np.ndarray, vehicles: Sequence[Box] = ()) -> GlobalMotion:
         """`vehicles`: the previous frame's moving blobs (full-frame pixels); corners inside
@@ -82,8 +118,8 @@ class CameraMotion:
         self, grey: np.ndarray, scale: float, vehicles: Sequence[Box] = ()
     ) -> GlobalMotion:
         """`update` on a frame already shrunk and made grey by `small_grey`; frames between
-        estimates (`every`) get the last verdict, without its start/settle edges."""
-        every = self.config.every
+        estimates (`every_s`) get the last verdict, without its start/settle edges."""
+        every = self._every
         self._frames += 1
         if self._previous is not None and (self._frames - 1) % every:
             return replace(self._last, started=False, settled=False)
@@ -95,15 +131,16 @@ class CameraMotion:
         self._recent.append(shift)
         smoothed = float(np.median(self._recent))
         started = settled = False
-        if smoothed > self.config.moving_px:
+        if smoothed * self._fps > self.config.moving_px_s:
             started, self._moving, self._still = not self._moving, True, 0
             self.movements += started
         elif self._moving:
             self._still += every
-            if self._still >= self.config.settle_frames:
+            if self._still >= max(1, round(self.config.settle_s * self._fps)):
                 self._moving, settled = False, True
         self._last = GlobalMotion(
             shift_px=smoothed,
+            shift_px_s=smoothed * self._fps,
             moving=self._moving,
             started=started,
             settled=settled,

@@ -9,7 +9,7 @@ folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +20,7 @@ from edge_tl.errors import EdgeTLError, validation_message
 from edge_tl.runtime.camera_motion import CameraMotionConfig
 from edge_tl.runtime.drift import DriftConfig
 from edge_tl.runtime.motion import MotionConfig
+from edge_tl.runtime.renamed import RefusesRenamed
 
 __all__ = ["ServeConfig", "StreamConfig", "MqttConfig", "Line", "load_config"]
 
@@ -30,7 +31,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class StreamConfig(_Strict):
+class StreamConfig(_Strict, RefusesRenamed):
     """One camera or file: where frames come from, and what is classified in them.
 
     - `frame`: the whole frame, with temporal smoothing (EMA of the class scores);
@@ -101,14 +102,9 @@ class StreamConfig(_Strict):
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "recount_frames" in data:
-            raise ValueError(
-                "'recount_frames' is now 'recount_s', in seconds (15 frames at 30 fps: 0.5)"
-            )
-        return data
+    RENAMED: ClassVar[dict[str, str]] = {
+        "recount_frames": "'recount_s', in seconds (15 frames at 30 fps: 0.5)"
+    }
 
     @model_validator(mode="after")
     def _roi_mode_has_rois(self) -> StreamConfig:

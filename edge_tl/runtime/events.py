@@ -22,6 +22,7 @@ Every event is one JSON object (one line in a .jsonl file):
 | `counts` | {class: int} | count events: the stream's running per-class totals |
 | `drift` | {figure: value} | `drift`: `drifting` (true when it began, false when it ended), `reason` (plain words), `samples`, `confidence_median`, `margin_median`, `low_confidence_share`, `confidence_ks`, `class_mix_distance` |
 | `shift_px` | float | `camera_moved`: per-frame displacement of the background in pixels at 320 px width |
+| `shift_px_s` | float | `camera_moved`: the same per second at the stream's frame rate (what `camera_motion.moving_px_s` is compared with) |
 | `latency_ms` | {stage: float} | `decode`, `preprocess`, `infer`, `postprocess` (of the batch the image went in), `total` (capture to result) |
 """
 
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_tl.runtime.camera_motion import GlobalMotion
 from edge_tl.runtime.classify import top_k
 from edge_tl.runtime.drift import DriftStatus
 from edge_tl.runtime.motion import Box
@@ -81,9 +83,13 @@ def _header(kind: str, stream: str, frame: Frame) -> dict[str, Any]:
     }
 
 
-def camera_event(stream: str, frame: Frame, shift_px: float) -> dict[str, Any]:
-    """`camera_moved`: the stream's camera began to pan, tilt, zoom or shake."""
-    return _header("camera_moved", stream, frame) | {"shift_px": round(shift_px, 2)}
+def camera_event(stream: str, frame: Frame, motion: GlobalMotion) -> dict[str, Any]:
+    """`camera_moved`: the stream's camera began to pan, tilt, zoom or shake; how fast the
+    background moved, per frame and per second (at the estimate's width)."""
+    return _header("camera_moved", stream, frame) | {
+        "shift_px": round(motion.shift_px, 2),
+        "shift_px_s": round(motion.shift_px_s, 1),
+    }
 
 
 def drift_event(stream: str, frame: Frame, status: DriftStatus) -> dict[str, Any]:

@@ -4,13 +4,14 @@ full frame's coordinates."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from edge_tl.runtime.frame_rate import DEFAULT_FPS
+from edge_tl.runtime.renamed import RefusesRenamed
 
 __all__ = [
     "MotionConfig",
@@ -29,7 +30,7 @@ DILATIONS = 2  # dilation passes that join a vehicle's broken mask into one blob
 DILATION_PX = KERNEL_PX // 2 * DILATIONS  # how far dilation grows a blob, in mask pixels
 
 
-class MotionConfig(BaseModel):
+class MotionConfig(RefusesRenamed):
     """The `[streams.motion]` section of the daemon's config, used as it is validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,7 +53,9 @@ class MotionConfig(BaseModel):
     # clip at 15 / 10 fps F1 0.763 / 0.713 -> 0.821 / 0.748 (highway 10 fps 1.000 -> 0.957, a
     # speck at the line's end); 30 fps unchanged (counting.md)
     history_s: float = Field(default=10.0, gt=0)
-    warmup_frames: int = Field(default=10, ge=0)  # frames to learn the background first
+    # how long the background is learnt before anything is detected (10 frames at 30 fps), in
+    # frames at the stream's rate: 10 frames were a second without detections at 10 fps
+    warmup_s: float = Field(default=0.33, ge=0)
     threshold: float = Field(default=16.0, gt=0)  # MOG2's varThreshold (KNN: see KNN_DIST2)
     # Gaussians per pixel in MOG2 (OpenCV's default is 5; KNN has none). Measured on both shared
     # clips with everything else equal, 3 against 5: highway F1 0.952 both, class accuracy 0.90 ->
@@ -60,12 +63,10 @@ class MotionConfig(BaseModel):
     # cheaper
     mixtures: int = Field(default=3, ge=1, le=8)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data: object) -> object:
-        if isinstance(data, dict) and "history" in data:
-            raise ValueError("'history' is now 'history_s', in seconds (300 frames at 30 fps: 10)")
-        return data
+    RENAMED: ClassVar[dict[str, str]] = {
+        "history": "'history_s', in seconds (300 frames at 30 fps: 10)",
+        "warmup_frames": "'warmup_s', in seconds (10 frames at 30 fps: 0.33)",
+    }
 
 
 # KNN's distance threshold is in grey levels (OpenCV's 400: 20 levels squared), so a dim scene,
@@ -98,8 +99,8 @@ class MotionDetector:
         self.mask = None
 
     def follow_rate(self, fps: float) -> None:
-        """The stream's frame rate (see FrameRate): the background's history is kept in
-        seconds."""
+        """The stream's frame rate (see FrameRate): the background's history and the warm-up
+        are kept in seconds."""
         if fps != self._fps:
             self._fps = fps
             self._subtractor.setHistory(_history_frames(self.config, fps))
@@ -119,7 +120,7 @@ class MotionDetector:
             self._follow_contrast(grey)
         mask = self._subtractor.apply(grey)
         self._frames += 1
-        if self._frames <= self.config.warmup_frames:
+        if self._frames <= round(self.config.warmup_s * self._fps):
             return []
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         # before dilation joins neighbours: where side-by-side vehicles are told apart

@@ -239,12 +239,14 @@ class StreamProcessor:
 
     def _motion(self, frame: Frame, detector: MotionDetector) -> Iterator[dict[str, Any]]:
         config = self.config
+        fps = self._rate.observed_fps
         if self._camera is not None:
+            self._camera.follow_rate(fps)
             camera = self._camera.update_grey(
                 *self._grey(frame, config.camera_motion.width), self._vehicles
             )
             if camera.started:
-                yield camera_event(config.name, frame, camera.shift_px)
+                yield camera_event(config.name, frame, camera)
             if camera.moving and config.camera_motion.pause_counting:
                 self._tracker.clear()  # boxes and line sides mean nothing while it moves
                 self._beside.clear()
@@ -252,7 +254,6 @@ class StreamProcessor:
                 return
             if camera.settled and config.camera_motion.relearn:
                 detector.reset()  # a new view: learn its background from scratch
-        fps = self._rate.observed_fps
         detector.follow_rate(fps)
         self._vehicles = detector.detect_grey(*self._grey(frame, config.motion.width))
         slow = fps < DISTANCE_MATCH_FPS

@@ -11,7 +11,12 @@ import pytest
 
 from edge_tl.data.sample import sample_dataset_dir
 from edge_tl.images import find_images, load_image
-from edge_tl.runtime.camera_motion import REFRESH_ESTIMATES, CameraMotion, CameraMotionConfig
+from edge_tl.runtime.camera_motion import (
+    REFRESH_ESTIMATES,
+    CameraMotion,
+    CameraMotionConfig,
+    GlobalMotion,
+)
 from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.events import camera_event
 from edge_tl.runtime.processor import StreamProcessor
@@ -32,10 +37,10 @@ def _view(scene: np.ndarray, x: int, y: int = 40) -> np.ndarray:
     return scene[y : y + 360, x : x + 640].copy()
 
 
-@pytest.mark.parametrize("every", [1, 2])
+@pytest.mark.parametrize("every", [1, 2])  # frames at 30 fps
 def test_a_pan_is_detected_once_and_settles(every: int) -> None:
     scene = _scene()
-    config = CameraMotionConfig(every=every)
+    config = CameraMotionConfig(every_s=every / 30)
     camera = CameraMotion(config)
     positions = [0] * 12 + list(range(0, 8 * 20, 8)) + [152] * 20  # still, 8 px/frame, still
     states = [camera.update(_view(scene, x)) for x in positions]
@@ -43,7 +48,7 @@ def test_a_pan_is_detected_once_and_settles(every: int) -> None:
     assert not any(s.moving for s in states[:12])
     assert [i for i, s in enumerate(states) if s.started] == [moving[0]]
     # within the smoothing window of the pan's start (a median of `window` estimates)
-    assert 12 <= moving[0] <= 12 + (config.window // 2 + 1) * every
+    assert 12 <= moving[0] <= 12 + (camera._window() // 2 + 1) * every
     assert [i for i, s in enumerate(states) if s.settled] == [moving[-1] + 1]
     assert moving[-1] < len(positions) - 1 and camera.movements == 1
     # 8 px per frame at 640 px is 4 px at the 320 px the estimate runs at
@@ -59,7 +64,7 @@ def test_corners_are_followed_between_estimates_and_found_afresh_now_and_then(
     monkeypatch.setattr(
         cv2, "goodFeaturesToTrack", lambda *a, **k: searches.append(1) or find(*a, **k)
     )
-    camera = CameraMotion(CameraMotionConfig(every=1))
+    camera = CameraMotion(CameraMotionConfig(every_s=1 / 30))
     positions = [0] * 10 + list(range(0, 120, 6))  # still, then a pan of 6 px per frame
     shifts = [camera.update(_view(scene, x)).shift_px for x in positions]
     estimates = len(positions) - 1
@@ -100,8 +105,10 @@ def test_camera_event_is_json_and_names_the_shift() -> None:
         media_ms=233.3,
         decode_ms=1.0,
     )
-    event = json.loads(json.dumps(camera_event("cam", frame, 4.567)))
-    assert event["kind"] == "camera_moved" and event["frame"] == 7 and event["shift_px"] == 4.57
+    motion = GlobalMotion(4.567, 4.567 * 15, moving=True, started=True, settled=False)
+    event = json.loads(json.dumps(camera_event("cam", frame, motion)))
+    assert event["kind"] == "camera_moved" and event["frame"] == 7
+    assert event["shift_px"] == 4.57 and event["shift_px_s"] == 68.5
 
 
 def test_crossings_count_between_the_end_points_only() -> None:
@@ -214,3 +221,53 @@ def test_the_distance_match_is_on_at_15_fps_and_under_only() -> None:
         frame = Frame(pixels=road, index=10, captured_at=0.0, media_ms=10_000 / fps, decode_ms=0.0)
         assert list(processor.process(frame)) == []
         assert processor._tracker.match_by_distance is on
+
+
+@pytest.mark.parametrize("fps", [30.0, 10.0])
+def test_a_pan_is_a_movement_by_its_speed_whatever_the_frame_rate(fps: float) -> None:
+    """40 px per second at 640 px (20 at the 320 the estimate runs at): still at 30 fps and,
+    with the threshold per frame (3.5 px), as much at 10 fps, where it moves 2 px a frame."""
+    scene = _scene()
+    step = 3 if fps == 30.0 else 9  # px per frame at 640 px: 90 px/s, under 105 at 320 px
+    for speed, moving in ((step, False), (3 * step, True)):  # 45 / 135 px/s at 320 px
+        camera = CameraMotion(CameraMotionConfig(every_s=1 / 30))
+        camera.follow_rate(fps)
+        positions = [0] * 6 + list(range(0, 30 * speed, speed))
+        states = [camera.update(_view(scene, x)) for x in positions if x <= 320]
+        assert any(s.moving for s in states) is moving
+        assert max(s.shift_px_s for s in states) == pytest.approx(speed * fps / 2, rel=0.15)
+
+
+def test_camera_motion_settings_in_frames_are_refused_with_their_new_names() -> None:
+    for old, new in (("moving_px", "moving_px_s"), ("window", "window_s"),
+                     ("settle_frames", "settle_s"), ("every", "every_s")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"'{old}' is now '{new}'"):
+            CameraMotionConfig.model_validate({old: 1})
+
+
+def test_the_camera_settles_after_the_same_time_at_10_and_30_fps() -> None:
+    scene = _scene()
+    settled_after = {}
+    for fps in (30.0, 10.0):
+        camera = CameraMotion(CameraMotionConfig(every_s=1 / 30, settle_s=0.5))
+        camera.follow_rate(fps)
+        pan = list(range(0, 200, 2 * round(150 / fps)))  # 150 px/s at 320 px
+        states = [camera.update(_view(scene, x)) for x in [0] * 4 + pan + [pan[-1]] * 30]
+        stop = 4 + len(pan)
+        settled = [i for i, s in enumerate(states) if s.settled]
+        assert len(settled) == 1
+        settled_after[fps] = (settled[0] - stop) / fps
+    assert settled_after[10.0] == pytest.approx(settled_after[30.0], abs=0.25)
+
+
+@pytest.mark.parametrize(
+    "fps, every, window", [(30.0, 2, 5), (15.0, 1, 5), (10.0, 1, 3), (5.0, 1, 3)]
+)
+def test_estimates_keep_their_pace_and_the_median_its_misfit_vote_at_any_rate(
+    fps: float, every: int, window: int
+) -> None:
+    """Every 2nd frame at 30 fps, every frame below 20; a median of at least 3 estimates (with
+    2, at 15 and 10 fps, one misfit in the overhead clip's close view read as a movement)."""
+    camera = CameraMotion()
+    camera.follow_rate(fps)
+    assert (camera._every, camera._window()) == (every, window)

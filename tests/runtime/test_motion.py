@@ -71,9 +71,25 @@ def test_a_stopped_vehicle_becomes_background_after_the_same_time_at_10_and_30_f
     assert 0 < at_10 < 1.6 * at_30
 
 
-def test_history_in_frames_is_refused_with_its_new_name() -> None:
+def test_history_and_warm_up_in_frames_are_refused_with_their_new_names() -> None:
     with pytest.raises(ValueError, match=r"'history' is now 'history_s', in seconds"):
         MotionConfig.model_validate({"history": 300})
+    with pytest.raises(ValueError, match=r"'warmup_frames' is now 'warmup_s', in seconds"):
+        MotionConfig.model_validate({"warmup_frames": 10})
+
+
+@pytest.mark.parametrize("fps, frames", [(30.0, 10), (10.0, 3)])
+def test_the_warm_up_lasts_the_same_time_at_10_and_30_fps(fps: float, frames: int) -> None:
+    """10 frames were a third of a second at 30 fps and a whole second at 10 fps."""
+    detector = MotionDetector(MotionConfig(warmup_s=0.33))
+    detector.follow_rate(fps)
+    road = np.full((90, 160), 90, np.uint8)
+    found = []
+    for index in range(12):
+        frame = road.copy()
+        frame[30:60, 10 * index : 10 * index + 40] = 230  # a vehicle from the first frame on
+        found.append(bool(detector.detect_grey(frame, 1.0)))
+    assert found.index(True) == frames
 
 
 @pytest.mark.parametrize("mixtures", [3, 5])
@@ -139,7 +155,7 @@ def _scene_frames(gain: float, frames: int = 40) -> list[np.ndarray]:
 def test_knn_finds_a_vehicle_in_a_dim_scene_too(gain: float) -> None:
     # at 40 % of the light the vehicle differs from the road by 12 levels: under OpenCV's
     # 20-level threshold, over the one scaled with the scene's contrast
-    detector = MotionDetector(MotionConfig(method="knn", warmup_frames=5))
+    detector = MotionDetector(MotionConfig(method="knn", warmup_s=5 / 30))
     boxes = [detector.detect_grey(frame, 1.0) for frame in _scene_frames(gain)]
     vehicle = [b for b in boxes[-1] if b[3] >= 30 and b[2] >= 40]
     assert len(vehicle) == 1

@@ -30,7 +30,8 @@ def _sprite() -> np.ndarray:
 
 def _frames() -> Iterator[np.ndarray]:
     """Still view, an object crosses the line (y = 180) downwards; the camera tilts 8 px a
-    frame (the scene's own texture sweeps up across the line) while another object crosses;
+    frame at 30 fps (120 px/s at the estimate's 320 px, over `moving_px_s`; the scene's own
+    texture sweeps up across the line) while another object crosses;
     still again, and after the background is relearned a third object crosses."""
     scene, sprite = _scene(), _sprite()
 
@@ -68,7 +69,7 @@ def _events(bundle_dir: Path, **camera: bool) -> list[dict]:
         events = [
             event
             for index, image in enumerate(_frames())
-            for event in processor.process(Frame(index, image, index * 40.0, time.time(), 0.0))
+            for event in processor.process(Frame(index, image, index * 1000 / 30, time.time(), 0.0))
         ]
         events += list(processor.finish())
         scheduler.close()
