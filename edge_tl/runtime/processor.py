@@ -348,6 +348,9 @@ class StreamProcessor:
         if seen < SIDE_BY_SIDE_FRAMES and last != frame.index:
             parts, crops = [track.box], []
         self._counting.append((track, frame, parts[0]))
+        # each vehicle told apart is counted: its own box guards it against a recount too
+        if len(parts) > 1:
+            self._counted.extend((frame.index, box) for box in parts)
         for box, crop in zip(parts[1:], crops, strict=True):
             part = self._tracker.new_track(box, frame.index)
             part.counted = True

@@ -3,6 +3,7 @@ the stream processor on an OpenCV-encoded clip decoded back."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -13,10 +14,11 @@ from edge_tl.bundle import Bundle
 from edge_tl.runtime.backends import create_backend
 from edge_tl.runtime.classify import Classifier
 from edge_tl.runtime.config import StreamConfig
-from edge_tl.runtime.processor import StreamProcessor
+from edge_tl.runtime.processor import SIDE_BY_SIDE_FRAMES, StreamProcessor
 from edge_tl.runtime.scheduler import BatchScheduler
 from edge_tl.runtime.side_by_side import foreground_runs, split_at_line, straddles
-from edge_tl.runtime.sources import VideoFileSource
+from edge_tl.runtime.sources import Frame, VideoFileSource
+from edge_tl.runtime.tracker import Track
 from tests.conftest import _pattern
 
 HORIZONTAL = ((0.0, 100.0), (400.0, 100.0))
@@ -199,3 +201,30 @@ def test_a_pair_seen_apart_on_the_line_counts_two_even_when_joined_as_it_crosses
     counts = count_events(exported_bundle, tmp_path / "closing.mp4")
     assert len(counts) == 3
     assert sum("split_from" in e for e in counts) == 1
+
+
+@pytest.mark.slow
+def test_a_vehicle_told_apart_on_the_line_is_not_counted_again_by_its_own_track(
+    exported_bundle: Path,
+) -> None:
+    # the frame that showed the pair apart came before the crossing; by the crossing frame the
+    # blob's track held only the upper vehicle, so only the parts' boxes cover the lower one.
+    # Its own track, crossing three frames later (a stride of 3 on the overhead clip), is the
+    # same vehicle, not a new one.
+    bundle = Bundle.load(exported_bundle)
+    image = np.full((180, 320, 3), 110, np.uint8)
+    upper, lower = (140, 40, 48, 48), (140, 94, 48, 48)
+    with create_backend(bundle, "onnxruntime") as backend:
+        scheduler = BatchScheduler(Classifier(backend, bundle.labels), max_batch=4)
+        config = StreamConfig(name="pair", source="-", mode="motion")
+        processor = StreamProcessor(config, scheduler, bundle.labels)
+        crossing = Frame(30, image, 1000.0, time.time(), 0.0)
+        track = Track(1, upper, first_frame=10, last_frame=30)
+        lower_crop = image[94:142, 140:188].copy()
+        processor._beside[track.id] = ([upper, lower], [lower_crop], SIDE_BY_SIDE_FRAMES, 29)
+        assert not processor._recounted(track, crossing.index)
+        processor._count(track, crossing)
+        assert len(processor._counting) == 2  # the pair counts two
+        assert processor._recounted(Track(7, (146, 96, 48, 48), 31, 33), 33)
+        assert not processor._recounted(Track(8, (250, 94, 48, 48), 31, 33), 33)  # elsewhere
+        scheduler.close()
