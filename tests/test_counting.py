@@ -171,6 +171,25 @@ def test_bad_ground_truth_names_file_and_field(tmp_path: Path) -> None:
         load_ground_truth(path)
 
 
+@pytest.mark.parametrize("kind", ["missing", "not a video"])
+def test_eval_counts_names_a_clip_it_cannot_read_before_loading_the_bundle(
+    tmp_path: Path, kind: str
+) -> None:
+    truth = tmp_path / "clip.counts.json"
+    truth.write_text(_truth([]).model_dump_json(by_alias=True))
+    clip = tmp_path / "clip.mp4"
+    if kind == "not a video":
+        clip.write_text("not a video")
+    # no bundle at all: the clip is checked first, so its error is the one reported
+    result = run_cli("eval-counts", str(tmp_path / "no-bundle"), str(clip), str(truth))
+    assert result.returncode != 0
+    expected = "no such video file" if kind == "missing" else "cannot be opened as a video"
+    # before: OpenCV's -1 x -1 passed for a size, and the daemon started on the bundle
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"edge-tl: error: {clip}: {expected}"
+    assert not any("Traceback" in line or "daemon" in line for line in lines)
+
+
 def _gallery_case() -> tuple[GroundTruth, list[CountedEvent]]:
     """One of each error on a 400 x 200 ground truth (line at y = 100, from x = 40 to 360)."""
     truth = GroundTruth.model_validate(

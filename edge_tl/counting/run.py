@@ -28,8 +28,11 @@ class _Collect(Sink):
 
 
 def _frame_size(clip: Path) -> tuple[int, int]:
+    """The clip's width and height; checked before the bundle's backend starts."""
     import cv2
 
+    if not clip.is_file():
+        raise SourceError(f"{clip}: no such video file")
     capture = cv2.VideoCapture(str(clip))
     try:
         size = (
@@ -38,7 +41,7 @@ def _frame_size(clip: Path) -> tuple[int, int]:
         )
     finally:
         capture.release()
-    if not all(size):
+    if min(size) <= 0:  # OpenCV reports -1 for what it could not open
         raise SourceError(f"{clip}: cannot be opened as a video")
     return size
 
@@ -59,8 +62,8 @@ def evaluate_counts(
     point is to measure one configuration, not to fit one per clip). `errors_out`: a folder
     for a picture of each error (`gallery`)."""
     truth = load_ground_truth(truth_path)
-    labels = Bundle.load(bundle, verify=False).labels
     width, height = _frame_size(clip)
+    labels = Bundle.load(bundle, verify=False).labels
     settings = {"mode": "motion", "line": truth.line} | dict(stream or {})
     config = StreamConfig(name=clip.stem, source=str(clip), **settings)
     collected = _Collect()
