@@ -37,7 +37,14 @@ from edge_tl.runtime.sinks import (
     Sink,
     SummarySink,
 )
-from edge_tl.runtime.sources import Backoff, Source, SourceState, SourceStats, open_source
+from edge_tl.runtime.sources import (
+    Backoff,
+    Source,
+    SourceState,
+    SourceStats,
+    is_live,
+    open_source,
+)
 
 __all__ = ["Daemon", "serve", "stream_source", "build_sinks"]
 
@@ -456,6 +463,13 @@ def run_one_stream(
     return health, state
 
 
+def _check_file_source(source: str) -> None:
+    """A missing or unreadable file or folder fails here, naming it, before the backend starts
+    (a camera or URL is opened, and retried, by its stream)."""
+    if not is_live(source):
+        open_source(source).close()
+
+
 def stream_source(
     bundle: Path,
     source: str,
@@ -480,6 +494,7 @@ def stream_source(
         max_frames=max_frames,
     )
     Bundle.load(bundle, verify=False)  # a missing bundle fails before the events file opens
+    _check_file_source(source)
     events = JsonlSink(out, atomic=True) if out is not None else JsonlSink(out=stdout)
     summary = SummarySink()
     started = time.perf_counter()
@@ -512,6 +527,7 @@ def harvest_source(
 ) -> dict[str, Any]:
     """`edge-tl harvest`: the motion pipeline on one clip or camera, every counted track's
     crops and line written under `out` (runtime/harvest.py); returns what was harvested."""
+    _check_file_source(source)
     name = Path(source).stem or source
     settings: dict[str, Any] = {"mode": "motion", "harvest": out} | (stream or {})
     if line is not None:

@@ -83,6 +83,20 @@ def test_an_unwritable_output_is_one_line(exported_bundle: Path, tmp_path: Path)
     assert result.stderr.count("\n") == 1 and str(blocker) in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["missing", "not a video"])
+def test_stream_names_a_file_it_cannot_read_before_the_backend_starts(
+    exported_bundle: Path, tmp_path: Path, kind: str
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    if kind == "not a video":
+        clip.write_text("not a video")
+    result = run_cli("stream", str(exported_bundle), "--source", str(clip))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"edge-tl: error: {clip}: ")
+    assert "daemon" not in result.stderr  # no stream was started, so no failed state logged
+
+
 def test_stream_takes_every_source_serve_takes() -> None:
     """Item 8: the URL is not turned into a path (rtsp:/127...)."""
     args = build_parser().parse_args(["stream", "b", "--source", "rtsp://127.0.0.1:8554/cam"])
