@@ -183,7 +183,11 @@ def test_eval_counts_names_a_clip_it_cannot_read_before_loading_the_bundle(
     # no bundle at all: the clip is checked first, so its error is the one reported
     result = run_cli("eval-counts", str(tmp_path / "no-bundle"), str(clip), str(truth))
     assert result.returncode != 0
-    expected = "no such video file" if kind == "missing" else "cannot be opened as a video"
+    expected = (
+        "no such video file"
+        if kind == "missing"
+        else "OpenCV cannot open it as a video (unknown format or codec)"  # as `stream` says
+    )
     # before: OpenCV's -1 x -1 passed for a size, and the daemon started on the bundle
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == f"edge-tl: error: {clip}: {expected}"

@@ -15,6 +15,7 @@ from edge_tl.errors import SourceError
 from edge_tl.runtime.config import StreamConfig
 from edge_tl.runtime.daemon import run_one_stream
 from edge_tl.runtime.sinks import JsonlSink, Sink
+from edge_tl.runtime.sources import check_file_source
 
 __all__ = ["evaluate_counts"]
 
@@ -28,11 +29,8 @@ class _Collect(Sink):
 
 
 def _frame_size(clip: Path) -> tuple[int, int]:
-    """The clip's width and height; checked before the bundle's backend starts."""
     import cv2
 
-    if not clip.is_file():
-        raise SourceError(f"{clip}: no such video file")
     capture = cv2.VideoCapture(str(clip))
     try:
         size = (
@@ -62,6 +60,7 @@ def evaluate_counts(
     point is to measure one configuration, not to fit one per clip). `errors_out`: a folder
     for a picture of each error (`gallery`)."""
     truth = load_ground_truth(truth_path)
+    check_file_source(str(clip))  # before the bundle's backend starts
     width, height = _frame_size(clip)
     labels = Bundle.load(bundle, verify=False).labels
     settings = {"mode": "motion", "line": truth.line} | dict(stream or {})

@@ -42,7 +42,7 @@ from edge_tl.runtime.sources import (
     Source,
     SourceState,
     SourceStats,
-    is_live,
+    check_file_source,
     open_source,
 )
 
@@ -463,13 +463,6 @@ def run_one_stream(
     return health, state
 
 
-def _check_file_source(source: str) -> None:
-    """A missing or unreadable file or folder fails here, naming it, before the backend starts
-    (a camera or URL is opened, and retried, by its stream)."""
-    if not is_live(source):
-        open_source(source).close()
-
-
 def stream_source(
     bundle: Path,
     source: str,
@@ -494,7 +487,7 @@ def stream_source(
         max_frames=max_frames,
     )
     Bundle.load(bundle, verify=False)  # a missing bundle fails before the events file opens
-    _check_file_source(source)
+    check_file_source(source)
     events = JsonlSink(out, atomic=True) if out is not None else JsonlSink(out=stdout)
     summary = SummarySink()
     started = time.perf_counter()
@@ -527,7 +520,7 @@ def harvest_source(
 ) -> dict[str, Any]:
     """`edge-tl harvest`: the motion pipeline on one clip or camera, every counted track's
     crops and line written under `out` (runtime/harvest.py); returns what was harvested."""
-    _check_file_source(source)
+    check_file_source(source)
     name = Path(source).stem or source
     settings: dict[str, Any] = {"mode": "motion", "harvest": out} | (stream or {})
     if line is not None:

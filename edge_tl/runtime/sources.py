@@ -45,6 +45,7 @@ __all__ = [
     "LiveSource",
     "Backoff",
     "open_source",
+    "check_file_source",
     "resolve_decoder",
     "is_live",
 ]
@@ -590,6 +591,14 @@ _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 
 def is_live(spec: str) -> bool:
     return bool(_URL.match(spec)) or spec.isdigit() or spec.startswith(("/dev/video", "gst:"))
+
+
+def check_file_source(spec: str) -> None:
+    """Fail now, naming it, when `spec` is a file or folder that cannot be read (missing, an
+    image, an unknown format): before a command starts its backend. A camera or URL is
+    opened, and retried, by its stream."""
+    if not is_live(spec):
+        open_source(spec).close()
 
 
 def open_source(
